@@ -1,0 +1,106 @@
+"""Self-describing checkpoints: ``model.safetensors`` + ``config.json`` in one folder.
+
+Loading never unpickles: tensors come from safetensors, everything else from JSON. A training
+run's resumable state (optimizer moments, epoch, RNG) is stored the same way (``train_state.*``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .models.iqa import IQAModel, ModelConfig
+
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+FORMAT_VERSION = 1
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def save_model(model: IQAModel, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Writes ``model.safetensors`` and ``config.json`` (model config + ``extra`` info) to ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_save_tensors(model.state_dict(), folder / WEIGHTS_NAME, metadata={"format": "pt"})
+    config = {"format_version": FORMAT_VERSION, "kdiqa_model": model.cfg.to_dict(), **(extra or {})}
+    _atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2, default=str))
+    return folder
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a kdiqa checkpoint: {CONFIG_NAME} is missing")
+    config = json.loads(path.read_text())
+    if "kdiqa_model" not in config:
+        raise ValueError(f"{path}: no 'kdiqa_model' section; not a kdiqa checkpoint")
+    return config
+
+
+def load_model(folder: str | Path, map_location: str | torch.device = "cpu") -> IQAModel:
+    """Rebuilds a model from a checkpoint folder (architecture from config.json, weights from safetensors)."""
+    folder = Path(folder)
+    cfg = ModelConfig.from_dict(read_config(folder)["kdiqa_model"])
+    model = IQAModel(cfg)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{folder}: {WEIGHTS_NAME} is missing")
+    model.load_state_dict(load_file(str(weights), device=str(map_location)))
+    return model.eval()
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- resumable training state -------------------------------------------------------------------
+
+def save_train_state(folder: str | Path, optimizer: torch.optim.Optimizer, info: dict[str, Any]) -> None:
+    """Optimizer tensors → ``train_state.safetensors``; param groups, epoch etc. → ``train_state.json``."""
+    folder = Path(folder)
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, state in sd["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{name}"] = value
+            else:
+                scalars[f"{pid}.{name}"] = value
+    _atomic_save_tensors(tensors, folder / "train_state.safetensors")
+    payload = {"param_groups": sd["param_groups"], "scalars": scalars, **info}
+    _atomic_write_text(folder / "train_state.json", json.dumps(payload, indent=2, default=float))
+
+
+def load_train_state(folder: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    folder = Path(folder)
+    payload = json.loads((folder / "train_state.json").read_text())
+    tensors = load_file(str(folder / "train_state.safetensors"))
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    for key, value in payload.pop("scalars").items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": payload.pop("param_groups")})
+    return payload

@@ -1,0 +1,181 @@
+"""The ``kdiqa`` command line: train, evaluate, score, list-models, list-datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _cmd_train(args) -> int:
+    from .config import load_config
+    from .engine import TrainConfig, fit
+
+    cfg = load_config(TrainConfig, args.config, args.set)
+    summary = fit(cfg, progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _eval_transform(model, args):
+    from .evaluation import eval_transform_for
+
+    return eval_transform_for(model, args.mode, args.crop, args.n_crops)
+
+
+def _cmd_evaluate(args) -> int:
+    from .data.datasets import get_dataset
+    from .evaluation import evaluate_model, write_results
+    from .hub import load
+
+    model = load(args.model, device=args.device)
+    ds = get_dataset(args.dataset, args.root).subset(args.split)
+    result = evaluate_model(model, ds, _eval_transform(model, args), args.batch_size, args.workers,
+                            n_boot=args.bootstrap, progress=not args.quiet)
+    result["split"] = args.split
+    write_results(result, ds, args.output, args.plot)
+    keys = ("srcc", "plcc", "krcc", "rmse", "n", "srcc_ci95", "plcc_ci95")
+    print(json.dumps({k: result[k] for k in keys if k in result}, indent=2))
+    return 0
+
+
+def _cmd_score(args) -> int:
+    from .hub import load
+    from .scoring import CsvSink, collect_paths, score_paths, write_json
+
+    paths, failures = collect_paths(args.paths)
+    model = load(args.model, device=args.device)
+    sink = None
+    if args.output and args.output.endswith(".csv"):
+        sink = CsvSink(args.output)
+        if args.resume:
+            done = sink.done()
+            skipped = len([p for p in paths if p in done])
+            paths = [p for p in paths if p not in done]
+            if skipped:
+                print(f"resume: {skipped} image(s) already scored in {args.output}", file=sys.stderr)
+    t0 = time.perf_counter()
+    results = score_paths(model, paths, _eval_transform(model, args), args.batch_size, args.workers,
+                          progress=not args.quiet, on_result=sink)
+    elapsed = time.perf_counter() - t0
+    if sink:
+        for f in failures:
+            sink(f)
+        sink.close()
+    results_all = results + failures
+    if args.output and args.output.endswith(".json"):
+        write_json(results_all, args.output, model.name)
+    elif args.output and not args.output.endswith(".csv"):
+        print(f"error: --output must end with .csv or .json, got {args.output}", file=sys.stderr)
+        return 2
+    if not args.output:
+        for r in results:
+            if r.score is not None:
+                print(f"{r.score:.3f}\t{r.path}")
+    failed = [r for r in results_all if r.error]
+    n_ok = len(results_all) - len(failed)
+    print(f"scored {n_ok} image(s) in {elapsed:.1f}s" + (f"; {len(failed)} failed:" if failed else ""),
+          file=sys.stderr)
+    for r in failed:
+        print(f"  {r.path}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _cmd_list_models(args) -> int:
+    from .hub import ALIASES, list_pretrained
+    from .models.zoo import create_model, list_models
+
+    if args.pretrained:
+        for name in list_pretrained():
+            aliases = [a for a, t in ALIASES.items() if t == name]
+            print(name + (f"  (alias: {', '.join(aliases)})" if aliases else ""))
+        return 0
+    for name in list_models(args.filter):
+        line = name
+        if args.verbose:
+            m = create_model(name)
+            line += f"\t{m.cfg.arch}\t{m.num_params() / 1e6:.2f}M params\tstages: " + \
+                ",".join(f"{f['num_chs']}@/{f['reduction']}" for f in m.feature_info)
+        print(line)
+    return 0
+
+
+def _cmd_list_datasets(args) -> int:
+    from .data import adapters  # noqa: F401
+    from .data.datasets import DATASETS
+
+    for name in DATASETS.names():
+        print(f"{name}\t{(DATASETS.get(name).__doc__ or '').strip().splitlines()[0]}")
+    print("csv:PATH\ta CSV with columns image,mos[,std,split]")
+    return 0
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="checkpoint folder, bundled name or 'default'")
+    p.add_argument("--mode", choices=("full", "center", "crops"), help="test-time views (model default)")
+    p.add_argument("--crop", type=int, help="crop size for center/crops (model default)")
+    p.add_argument("--n-crops", type=int, help="number of crops (1-5) for --mode crops; flips double it")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="kdiqa", description="No-reference image quality assessment "
+                                     "with knowledge distillation.")
+    parser.add_argument("--version", action="version", version=f"kdiqa {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="supervised IQA training from a YAML config")
+    p.add_argument("--config", required=True, help="YAML file (see configs/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.epochs=3 (repeatable)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="SRCC/PLCC/KRCC/RMSE of a model on a dataset split")
+    p.add_argument("--dataset", required=True, help="adapter name (kdiqa list-datasets) or csv:PATH")
+    p.add_argument("--root", help="the dataset's folder (official layout)")
+    p.add_argument("--split", default="test", help="train | val | test | all (default: test)")
+    p.add_argument("--output", help="write the metrics (and per-image predictions) to this JSON file")
+    p.add_argument("--plot", help="write a scatter plot (prediction vs MOS, fitted curve) to this PNG")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    _add_eval_args(p)
+    p.set_defaults(fn=_cmd_evaluate)
+
+    p = sub.add_parser("score", help="score image files, folders or globs")
+    p.add_argument("paths", nargs="+", help="image files, folders (recursive) or glob patterns")
+    p.add_argument("--output", help="results file: .csv (written as it goes) or .json")
+    p.add_argument("--resume", action="store_true", help="skip images already scored in the --output CSV")
+    _add_eval_args(p)
+    p.set_defaults(fn=_cmd_score)
+
+    p = sub.add_parser("list-models", help="registered architectures (or --pretrained weights)")
+    p.add_argument("filter", nargs="?", help="glob pattern, e.g. '*lite*'")
+    p.add_argument("--pretrained", action="store_true", help="list bundled pretrained weights")
+    p.add_argument("-v", "--verbose", action="store_true", help="parameters and feature maps")
+    p.set_defaults(fn=_cmd_list_models)
+
+    p = sub.add_parser("list-datasets", help="dataset adapters")
+    p.set_defaults(fn=_cmd_list_datasets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (KeyError, ValueError, FileNotFoundError, ImportError) as exc:
+        # User errors (unknown names, bad configs, missing files): one line, no traceback.
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"kdiqa {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Training and evaluation transforms. Images become float tensors in [0, 1]; the model applies its
+own normalisation, so one transform serves every backbone.
+
+Training: optional resize of the shorter side, random crop (padded by reflection when the image is
+smaller) and horizontal flip. Evaluation: the full image, a centre crop, or N crops (4 corners +
+centre, plus their mirrors) whose predictions are averaged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+
+from .io import load_image, to_rgb
+
+
+def as_pil(image) -> Image.Image:
+    """Path, PIL image, HWC numpy array (uint8 or float in [0,1]) or CHW tensor in [0,1] → RGB PIL."""
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    if isinstance(image, str) or hasattr(image, "__fspath__"):
+        return load_image(image)
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        if t.ndim != 3 or t.shape[0] not in (1, 3):
+            raise ValueError(f"tensor images must be CHW with 1 or 3 channels, got shape {tuple(t.shape)}")
+        return TF.to_pil_image(t.float().clamp(0, 1).expand(3, -1, -1))
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.dtype != np.uint8:
+            arr = (np.clip(arr.astype(np.float64), 0, 1) * 255 + 0.5).astype(np.uint8)
+        if arr.ndim == 2:
+            arr = np.repeat(arr[..., None], 3, axis=2)
+        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+            raise ValueError(f"array images must be HxW or HxWxC (C in 1,3,4), got shape {image.shape}")
+        return to_rgb(Image.fromarray(arr.squeeze(2) if arr.shape[2] == 1 else arr))
+    raise TypeError(f"cannot read an image from {type(image).__name__}")
+
+
+def _resize_short(img: Image.Image, short: int | None) -> Image.Image:
+    if not short or min(img.size) == short:
+        return img
+    w, h = img.size
+    s = short / min(w, h)
+    return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
+
+
+def _pad_to(t: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = t.shape[-2:]
+    ph, pw = max(0, size - h), max(0, size - w)
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        t = torch.nn.functional.pad(t[None], (0, pw, 0, ph), mode=mode)[0]
+    return t
+
+
+class TrainTransform:
+    """Random crop of ``crop`` px (after an optional shorter-side resize) + random horizontal flip.
+
+    Example:
+        >>> from PIL import Image
+        >>> TrainTransform(32)(Image.new("RGB", (50, 40))).shape
+        torch.Size([3, 32, 32])
+    """
+
+    def __init__(self, crop: int, resize: int | None = None, hflip: bool = True) -> None:
+        self.crop, self.resize, self.hflip = crop, resize, hflip
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        t = _pad_to(TF.to_dtype(TF.to_image(_resize_short(img, self.resize)), torch.float32, scale=True),
+                    self.crop)
+        h, w = t.shape[-2:]
+        top = int(torch.randint(0, h - self.crop + 1, ()).item())
+        left = int(torch.randint(0, w - self.crop + 1, ()).item())
+        t = t[:, top:top + self.crop, left:left + self.crop]
+        if self.hflip and torch.rand(()) < 0.5:
+            t = t.flip(-1)
+        return t.contiguous()
+
+
+class EvalTransform:
+    """Test-time views of one image, stacked as (V, 3, H, W); predictions are averaged over V.
+
+    Args:
+        mode: ``"full"`` (whole image), ``"center"`` (one centre crop) or ``"crops"`` (the 4 corner
+            crops + centre crop, and with ``flip`` their mirrors: up to 10 views).
+        crop: crop size for ``center``/``crops``.
+        n_crops: number of crops for ``crops`` (1–5: centre first, then corners).
+        resize: optional shorter-side resize applied first.
+        flip: add mirrored views in ``crops`` mode.
+
+    Example:
+        >>> from PIL import Image
+        >>> EvalTransform("crops", 32, 5)(Image.new("RGB", (48, 40))).shape
+        torch.Size([10, 3, 32, 32])
+    """
+
+    MODES = ("full", "center", "crops")
+
+    def __init__(self, mode: str = "full", crop: int = 384, n_crops: int = 5, resize: int | None = None,
+                 flip: bool = True) -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"eval mode must be one of {self.MODES}, got {mode!r}")
+        if not 1 <= n_crops <= 5:
+            raise ValueError(f"n_crops must be in 1..5, got {n_crops}")
+        self.mode, self.crop, self.n_crops, self.resize, self.flip = mode, crop, n_crops, resize, flip
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        t = TF.to_dtype(TF.to_image(_resize_short(img, self.resize)), torch.float32, scale=True)
+        if self.mode == "full":
+            return t[None]
+        t = _pad_to(t, self.crop)
+        h, w, c = t.shape[-2], t.shape[-1], self.crop
+        boxes = [((h - c) // 2, (w - c) // 2), (0, 0), (0, w - c), (h - c, 0), (h - c, w - c)]
+        boxes = boxes[:1] if self.mode == "center" else boxes[: self.n_crops]
+        views = [t[:, y:y + c, x:x + c] for y, x in boxes]
+        if self.mode == "crops" and self.flip:
+            views += [v.flip(-1) for v in views]
+        return torch.stack(views)

@@ -1,0 +1,248 @@
+"""Supervised IQA training (``kdiqa train``): read it top to bottom.
+
+config → dataset (+ a validation split carved from train) → model (+ frozen prefixes) → AdamW with
+warm-up + cosine → epochs of (train, validate, checkpoint) → best checkpoint by validation SRCC.
+``out_dir/last`` holds everything needed to resume; ``out_dir/best`` the best model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .checkpoint import load_model, load_train_state, save_model, save_train_state
+from .data.datasets import TorchIQADataset, get_dataset
+from .data.transforms import EvalTransform, TrainTransform
+from .evaluation import predict_paths
+from .losses import combined_loss
+from .metrics import plcc, srcc
+from .models.zoo import create_model
+
+
+@dataclass
+class ModelSection:
+    name: str = "iqa_effnet_lite2"
+    pretrained: str = "imagenet"  # none | imagenet | hub
+    freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept frozen (BN in eval)
+    head_hidden: int = 256
+    head_dropout: float = 0.1
+
+
+@dataclass
+class DataSection:
+    dataset: str = "clive"  # adapter name or csv:PATH
+    root: str | None = None
+    split_index: int = 0
+    split_seed: int = 0
+    val_fraction: float = 0.15
+    crop: int = 384
+    resize: int | None = None
+    batch_size: int = 16
+    workers: int = 1
+    repeat: int = 1  # passes over the training set per epoch
+
+
+@dataclass
+class OptimSection:
+    epochs: int = 10
+    lr: float = 3e-4
+    backbone_lr_mult: float = 0.5
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    grad_clip: float | None = 5.0
+
+
+@dataclass
+class LossSection:
+    l1: float = 1.0
+    mse: float = 0.0
+    plcc: float = 0.0
+    rank: float = 0.0
+
+
+@dataclass
+class EvalSection:
+    mode: str = "full"  # validation/test-time views: full | center | crops
+    crop: int = 384
+    n_crops: int = 5
+    batch_size: int = 8
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    loss: LossSection = field(default_factory=LossSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    out_dir: str = "runs/train"
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    channels_last: bool = True
+    resume: bool = True
+    max_steps_per_epoch: int | None = None  # for smoke tests
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _freeze(model: torch.nn.Module, prefixes: list[str]) -> list[str]:
+    frozen = []
+    for name, p in model.named_parameters():
+        if any(name.startswith(pre) for pre in prefixes):
+            p.requires_grad_(False)
+            frozen.append(name)
+    if prefixes and not frozen:
+        raise ValueError(f"freeze prefixes {prefixes} match no parameter")
+    return frozen
+
+
+def _set_train_mode(model: torch.nn.Module, prefixes: list[str]) -> None:
+    """Train mode, except modules under frozen prefixes (their BatchNorm statistics stay fixed)."""
+    model.train()
+    for name, module in model.named_modules():
+        if any(name.startswith(pre.rstrip(".")) for pre in prefixes) and name:
+            module.eval()
+
+
+def _param_groups(model, lr: float, backbone_mult: float, wd: float) -> list[dict]:
+    groups: dict[tuple, list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_backbone = name.startswith("backbone.")
+        no_decay = p.ndim <= 1
+        groups.setdefault((is_backbone, no_decay), []).append(p)
+    return [{"params": ps, "lr": lr * (backbone_mult if bb else 1.0), "weight_decay": 0.0 if nd else wd}
+            for (bb, nd), ps in groups.items()]
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up then cosine decay to 0."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def fit(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Trains one model; returns a summary (best epoch, validation metrics, paths, wall time)."""
+    t_start = time.time()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    # Data: the validation split is carved out of train (never out of test).
+    ds = get_dataset(cfg.data.dataset, cfg.data.root, split_index=cfg.data.split_index, seed=cfg.data.split_seed)
+    ds = ds.carve_val(cfg.data.val_fraction, seed=cfg.seed) if cfg.data.val_fraction > 0 else ds
+    train_ds, val_ds = ds.subset("train"), ds.subset("val") if cfg.data.val_fraction > 0 else None
+    train_set = TorchIQADataset(train_ds, TrainTransform(cfg.data.crop, cfg.data.resize), cfg.data.repeat)
+    eval_tf = EvalTransform(cfg.eval.mode, cfg.eval.crop, cfg.eval.n_crops, cfg.data.resize)
+
+    # Model.
+    model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, head_hidden=cfg.model.head_hidden,
+                         head_dropout=cfg.model.head_dropout, score_range=ds.score_range,
+                         higher_better=ds.higher_better, eval_mode=cfg.eval.mode, eval_crop=cfg.eval.crop,
+                         eval_n_crops=cfg.eval.n_crops).to(device)
+    frozen = _freeze(model, cfg.model.freeze)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    steps_per_epoch = math.ceil(len(train_set) / cfg.data.batch_size)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    total_steps = steps_per_epoch * cfg.optim.epochs
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.optim.lr, cfg.optim.backbone_lr_mult,
+                                                cfg.optim.weight_decay))
+    for g in optimizer.param_groups:
+        g["base_lr"] = g["lr"]
+    warmup = int(cfg.optim.warmup_epochs * steps_per_epoch)
+
+    # Resume from out/last if it exists.
+    start_epoch, history, best = 0, [], {"srcc": -2.0, "epoch": -1}
+    if cfg.resume and (out / "last" / "train_state.json").is_file():
+        state = load_train_state(out / "last", optimizer)
+        model.load_state_dict(load_model(out / "last").state_dict())
+        start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
+        print(f"resumed from {out / 'last'} at epoch {start_epoch}")
+
+    for epoch in range(start_epoch, cfg.optim.epochs):
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # epoch-exact resume
+        loader = DataLoader(train_set, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True,
+                            num_workers=cfg.data.workers, generator=g, pin_memory=device.type == "cuda",
+                            persistent_workers=False)
+        _set_train_mode(model, cfg.model.freeze)
+        t0, sums, n_seen = time.time(), {}, 0
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=not progress)
+        for i, batch in enumerate(loader):
+            if i >= steps_per_epoch:
+                break
+            step = epoch * steps_per_epoch + i
+            for grp in optimizer.param_groups:
+                grp["lr"] = grp["base_lr"] * lr_factor(step, total_steps, warmup)
+            x = batch["image"].to(device, non_blocking=True)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = batch["score"].to(device)
+            losses = combined_loss(model(x), y, asdict(cfg.loss))
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if cfg.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(y)
+            n_seen += len(y)
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['loss'] / n_seen:.4f}")
+        bar.close()
+        record = {"epoch": epoch, "train_seconds": round(time.time() - t0, 1),
+                  **{f"train_{k}": v / max(1, n_seen) for k, v in sums.items()}}
+
+        if val_ds is not None and len(val_ds) >= 3:
+            z = predict_paths(model, [r.path for r in val_ds.rows], eval_tf, cfg.eval.batch_size,
+                              channels_last=cfg.channels_last)
+            mos = val_ds.mos_array()
+            record.update(val_srcc=abs(srcc(z, mos)), val_plcc=abs(plcc(z, mos)))
+        history.append(record)
+        print(json.dumps(record))
+        with open(out / "history.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+        extra = {"train_config": asdict(cfg), "epoch": epoch, "dataset": ds.name, "metrics": record}
+        score = record.get("val_srcc", -float(record.get("train_loss", 0.0)))
+        if score > best["srcc"]:
+            best = {"srcc": score, "epoch": epoch}
+            save_model(model, out / "best", extra)
+        save_model(model, out / "last", extra)
+        save_train_state(out / "last", optimizer, {"epoch": epoch, "history": history, "best": best})
+
+    summary = {"best_epoch": best["epoch"], "best_val_srcc": best["srcc"], "epochs": cfg.optim.epochs,
+               "frozen_params": len(frozen), "train_images": len(train_ds),
+               "val_images": len(val_ds) if val_ds is not None else 0, "out_dir": str(out),
+               "wall_seconds": round(time.time() - t_start, 1), "device": str(device)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,151 @@
+"""The IQA model: a timm backbone plus a quality head.
+
+Features come from timm's ``forward_intermediates`` (one map per stage, described by the
+backbone's ``feature_info``), so distillation can use any stage without hooks. The head pools the
+backbone's pre-logits embedding (``forward_head(..., pre_logits=True)``, so every timm family keeps
+its own ImageNet-trained neck such as EfficientNet's ``conv_head``) and regresses one score.
+
+Scores are on a normalised scale, [0, 1] and higher = better, inside the model; ``score_range``
+(from the training dataset) maps them back to a human scale for users.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import timm
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild an :class:`IQAModel` (stored in a checkpoint's config.json)."""
+
+    name: str  # registered kdiqa model name
+    arch: str  # timm architecture
+    head_hidden: int = 256
+    head_dropout: float = 0.1
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    score_range: tuple[float, float] = (0.0, 100.0)  # scale that ``score`` reports on
+    higher_better: bool = True
+    eval_mode: str = "full"  # default test-time transform: full | center | crops
+    eval_crop: int = 384
+    eval_n_crops: int = 5
+    backbone_kwargs: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for key in ("mean", "std", "score_range"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+
+class QualityHead(nn.Module):
+    """Embedding → hidden → GELU → dropout → one score."""
+
+    def __init__(self, in_features: int, hidden: int = 256, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.act = nn.GELU()
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, 1)
+        nn.init.constant_(self.fc2.bias, 0.5)  # the middle of the normalised scale
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(self.act(self.fc1(emb)))).squeeze(-1)
+
+
+class IQAModel(nn.Module):
+    """A timm backbone plus a quality head.
+
+    Args:
+        cfg: the model's configuration.
+        backbone: an existing timm model (built from ``cfg.arch`` when omitted).
+
+    Example:
+        >>> import kdiqa, torch
+        >>> m = kdiqa.create_model("iqa_test_tiny").eval()
+        >>> m(torch.rand(2, 3, 64, 64)).shape
+        torch.Size([2])
+        >>> [f["num_chs"] for f in m.feature_info]
+        [16, 24, 32, 48, 64]
+    """
+
+    def __init__(self, cfg: ModelConfig, backbone: nn.Module | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone or timm.create_model(cfg.arch, pretrained=False, num_classes=0,
+                                                      **cfg.backbone_kwargs)
+        # Derive the embedding width from a dummy forward rather than trusting attribute names.
+        was_training = self.backbone.training
+        self.backbone.eval()
+        with torch.no_grad():
+            emb = self.backbone.forward_head(self.backbone.forward_features(torch.zeros(1, 3, 64, 64)),
+                                             pre_logits=True)
+        self.backbone.train(was_training)
+        self.embed_dim = int(emb.shape[-1])
+        self.head = QualityHead(self.embed_dim, cfg.head_hidden, cfg.head_dropout)
+        self.register_buffer("_mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def feature_info(self) -> list[dict]:
+        """One dict per stage map: ``num_chs``, ``reduction`` (stride) and ``module``."""
+        return [dict(f) for f in self.backbone.feature_info]
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    def normalize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] RGB tensors → the backbone's input normalisation."""
+        return (x - self._mean) / self._std
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: int | list[int] | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Scores plus the stage feature maps (all stages, or those in ``indices``).
+
+        ``x`` is a batch of RGB images in [0, 1].
+        """
+        final, feats = self.backbone.forward_intermediates(self.normalize_input(x), indices=indices)
+        return self.head(self.backbone.forward_head(final, pre_logits=True)), feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised quality scores (B,) for RGB images in [0, 1] of shape (B, 3, H, W)."""
+        emb = self.backbone.forward_head(self.backbone.forward_features(self.normalize_input(x)),
+                                         pre_logits=True)
+        return self.head(emb)
+
+    def to_output_scale(self, z: torch.Tensor | float) -> torch.Tensor | float:
+        """Normalised scores → the training dataset's scale (``cfg.score_range``)."""
+        lo, hi = self.cfg.score_range
+        z = z if self.cfg.higher_better else 1 - z
+        return z * (hi - lo) + lo
+
+    @torch.no_grad()
+    def score(self, image, mode: str | None = None) -> float:
+        """Scores one image (path, PIL image, HWC uint8 numpy array, or CHW [0,1] tensor).
+
+        Returns the score on the model's output scale (e.g. MOS 0–100 for a CLIVE-trained model).
+        """
+        from ..data.transforms import EvalTransform, as_pil
+
+        was_training = self.training
+        self.eval()
+        tf = EvalTransform(mode or self.cfg.eval_mode, self.cfg.eval_crop, self.cfg.eval_n_crops)
+        views = tf(as_pil(image))
+        device = next(self.parameters()).device
+        z = self(views.to(device)).mean()
+        self.train(was_training)
+        return float(self.to_output_scale(z))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

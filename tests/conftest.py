@@ -1,0 +1,53 @@
+"""Shared fixtures. Tests run on the CPU with one thread and make their own small data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test with the reason when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs the project's shared data at {path} (not part of a user's clone)")
+    return path
+
+
+def synthetic_photo(size: tuple[int, int] = (64, 48), seed: int = 0, quality: float = 1.0) -> Image.Image:
+    """A natural-ish RGB image: gradients, edges and texture; ``quality`` < 1 blurs and adds noise."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.stack([xx / w, yy / h, 0.5 + 0.5 * np.sin(xx / 5 + yy / 7)], axis=-1)
+    img[(xx // 8 + yy // 8) % 2 == 0] *= 0.6
+    img += rng.normal(0, 0.03, img.shape)
+    if quality < 1:
+        img = 0.5 * img + 0.5 * img.mean(axis=(0, 1))
+        img += rng.normal(0, 0.3 * (1 - quality), img.shape)
+    return Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+
+
+@pytest.fixture
+def rated_folder(tmp_path: Path) -> Path:
+    """A folder with 24 images and labels.csv (image,mos,std,split); MOS follows image quality."""
+    rng = np.random.default_rng(0)
+    lines = ["image,mos,std,split"]
+    for i in range(24):
+        q = float(rng.uniform(0.2, 1.0))
+        name = f"img_{i:02d}.png"
+        synthetic_photo((72, 64), seed=i, quality=q).save(tmp_path / name)
+        split = "test" if i % 4 == 0 else "train"
+        lines.append(f"{name},{q * 100:.2f},5.0,{split}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path

