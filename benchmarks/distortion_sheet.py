@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, features
 from kdiqa.data.distortions import apply_distortion, distortion_spec, list_distortions
 from kdiqa.data.io import load_image
 
-LABEL_W, HEADER_H, GAP = 190, 22, 2
+LABEL_W, HEADER_H, GAP = 240, 22, 2
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -33,6 +33,17 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 def _fmt(p: float) -> str:
     return f"{p:g}"
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int = LABEL_W - 10) -> list[str]:
+    lines = [""]
+    for word in text.split(" "):
+        candidate = f"{lines[-1]} {word}".strip()
+        if lines[-1] and draw.textlength(candidate, font=font) > width:
+            lines.append(word)
+        else:
+            lines[-1] = candidate
+    return lines
 
 
 def _square(img: Image.Image, size: int) -> Image.Image:
@@ -54,20 +65,20 @@ def render_sheet(reference: Image.Image, size: int = 160, seed: int = 0) -> Imag
     ref = _square(reference, size)
     names = list_distortions()
     cols = 6
-    sheet = Image.new(
-        "RGB", (LABEL_W + cols * (size + GAP), HEADER_H + len(names) * (size + GAP)), (255, 255, 255)
-    )
+    sheet = Image.new("RGB", (LABEL_W + cols * (size + GAP), HEADER_H + len(names) * (size + GAP)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    font, small = _font(14), _font(11)
+    font, small = _font(13), _font(11)
     for c, title in enumerate(["reference", *(f"level {i}" for i in range(1, 6))]):
         draw.text((LABEL_W + c * (size + GAP) + 4, 4), title, fill=(0, 0, 0), font=font)
     for r, name in enumerate(names):
         spec = distortion_spec(name)
         y = HEADER_H + r * (size + GAP)
-        draw.text((4, y + 4), f"{spec.kadid_index:02d} {name}", fill=(0, 0, 0), font=font)
-        draw.text((4, y + 24), "params: " + ", ".join(map(_fmt, spec.params)), fill=(60, 60, 60), font=small)
+        lines = [(f"{spec.kadid_index:02d} {name}", font, (0, 0, 0))]
+        lines += [(t, small, (60, 60, 60)) for t in _wrap(draw, "params: " + ", ".join(map(_fmt, spec.params)), small)]
         if spec.random:
-            draw.text((4, y + 40), f"(random, seed {seed})", fill=(120, 120, 120), font=small)
+            lines.append((f"(random, seed {seed})", small, (120, 120, 120)))
+        for i, (text, f, colour) in enumerate(lines):
+            draw.text((4, y + 4 + 17 * i), text, fill=colour, font=f)
         sheet.paste(ref, (LABEL_W, y))
         for level in range(1, 6):
             tile = apply_distortion(ref, name, level, seed=seed)
@@ -98,9 +109,7 @@ def _synthetic(size: int = 512) -> Image.Image:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point; see the module docstring."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", type=Path, help="reference image (synthetic if omitted, throughput only)")
     parser.add_argument("--out", type=Path, help="where to write the contact sheet PNG")
     parser.add_argument("--size", type=int, default=160, help="tile side in pixels (default 160)")

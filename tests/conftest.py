@@ -41,13 +41,15 @@ def synthetic_photo(size: tuple[int, int] = (64, 48), seed: int = 0, quality: fl
 @pytest.fixture
 def rated_folder(tmp_path: Path) -> Path:
     """A folder with 24 images and labels.csv (image,mos,std,split); MOS follows image quality."""
+    folder = tmp_path / "data"
+    folder.mkdir()
     rng = np.random.default_rng(0)
     lines = ["image,mos,std,split"]
     for i in range(24):
         q = float(rng.uniform(0.2, 1.0))
         name = f"img_{i:02d}.png"
-        synthetic_photo((72, 64), seed=i, quality=q).save(tmp_path / name)
+        synthetic_photo((72, 64), seed=i, quality=q).save(folder / name)
         split = "test" if i % 4 == 0 else "train"
         lines.append(f"{name},{q * 100:.2f},5.0,{split}")
-    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
-    return tmp_path
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+    return folder

@@ -14,12 +14,15 @@ def test_yaml_and_overrides(tmp_path):
     assert cfg.model.freeze == ["a", "b"] and cfg.data.resize is None
 
 
-@pytest.mark.parametrize(("text", "overrides", "match"), [
-    ("optim:\n  epoch: 3\n", [], "optim.epoch.*did you mean 'optim.epochs'"),
-    ("", ["data.crop=big"], "data.crop: expected int"),
-    ("- 1\n", [], "top level must be a mapping"),
-    ("", ["nonsense"], "key=value"),
-])
+@pytest.mark.parametrize(
+    ("text", "overrides", "match"),
+    [
+        ("optim:\n  epoch: 3\n", [], "optim.epoch.*did you mean 'optim.epochs'"),
+        ("", ["data.crop=big"], "data.crop: expected int"),
+        ("- 1\n", [], "top level must be a mapping"),
+        ("", ["nonsense"], "key=value"),
+    ],
+)
 def test_bad_configs(tmp_path, text, overrides, match):
     path = tmp_path / "c.yaml"
     path.write_text(text)

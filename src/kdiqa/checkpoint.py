@@ -75,6 +75,7 @@ def file_sha256(path: str | Path) -> str:
 
 # --- resumable training state -------------------------------------------------------------------
 
+
 def save_train_state(folder: str | Path, optimizer: torch.optim.Optimizer, info: dict[str, Any]) -> None:
     """Optimizer tensors → ``train_state.safetensors``; param groups, epoch etc. → ``train_state.json``."""
     folder = Path(folder)

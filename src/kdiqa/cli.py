@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 
 def _cmd_train(args) -> int:
@@ -32,8 +31,15 @@ def _cmd_evaluate(args) -> int:
 
     model = load(args.model, device=args.device)
     ds = get_dataset(args.dataset, args.root).subset(args.split)
-    result = evaluate_model(model, ds, _eval_transform(model, args), args.batch_size, args.workers,
-                            n_boot=args.bootstrap, progress=not args.quiet)
+    result = evaluate_model(
+        model,
+        ds,
+        _eval_transform(model, args),
+        args.batch_size,
+        args.workers,
+        n_boot=args.bootstrap,
+        progress=not args.quiet,
+    )
     result["split"] = args.split
     write_results(result, ds, args.output, args.plot)
     keys = ("srcc", "plcc", "krcc", "rmse", "n", "srcc_ci95", "plcc_ci95")
@@ -57,8 +63,15 @@ def _cmd_score(args) -> int:
             if skipped:
                 print(f"resume: {skipped} image(s) already scored in {args.output}", file=sys.stderr)
     t0 = time.perf_counter()
-    results = score_paths(model, paths, _eval_transform(model, args), args.batch_size, args.workers,
-                          progress=not args.quiet, on_result=sink)
+    results = score_paths(
+        model,
+        paths,
+        _eval_transform(model, args),
+        args.batch_size,
+        args.workers,
+        progress=not args.quiet,
+        on_result=sink,
+    )
     elapsed = time.perf_counter() - t0
     if sink:
         for f in failures:
@@ -76,8 +89,7 @@ def _cmd_score(args) -> int:
                 print(f"{r.score:.3f}\t{r.path}")
     failed = [r for r in results_all if r.error]
     n_ok = len(results_all) - len(failed)
-    print(f"scored {n_ok} image(s) in {elapsed:.1f}s" + (f"; {len(failed)} failed:" if failed else ""),
-          file=sys.stderr)
+    print(f"scored {n_ok} image(s) in {elapsed:.1f}s" + (f"; {len(failed)} failed:" if failed else ""), file=sys.stderr)
     for r in failed:
         print(f"  {r.path}: {r.error}", file=sys.stderr)
     return 1 if failed else 0
@@ -96,8 +108,9 @@ def _cmd_list_models(args) -> int:
         line = name
         if args.verbose:
             m = create_model(name)
-            line += f"\t{m.cfg.arch}\t{m.num_params() / 1e6:.2f}M params\tstages: " + \
-                ",".join(f"{f['num_chs']}@/{f['reduction']}" for f in m.feature_info)
+            line += f"\t{m.cfg.arch}\t{m.num_params() / 1e6:.2f}M params\tstages: " + ",".join(
+                f"{f['num_chs']}@/{f['reduction']}" for f in m.feature_info
+            )
         print(line)
     return 0
 
@@ -126,15 +139,21 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="kdiqa", description="No-reference image quality assessment "
-                                     "with knowledge distillation.")
+    parser = argparse.ArgumentParser(
+        prog="kdiqa", description="No-reference image quality assessment with knowledge distillation."
+    )
     parser.add_argument("--version", action="version", version=f"kdiqa {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="supervised IQA training from a YAML config")
     p.add_argument("--config", required=True, help="YAML file (see configs/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optim.epochs=3 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.epochs=3 (repeatable)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_cmd_train)
 

@@ -132,8 +132,10 @@ def _param_groups(model, lr: float, backbone_mult: float, wd: float) -> list[dic
         is_backbone = name.startswith("backbone.")
         no_decay = p.ndim <= 1
         groups.setdefault((is_backbone, no_decay), []).append(p)
-    return [{"params": ps, "lr": lr * (backbone_mult if bb else 1.0), "weight_decay": 0.0 if nd else wd}
-            for (bb, nd), ps in groups.items()]
+    return [
+        {"params": ps, "lr": lr * (backbone_mult if bb else 1.0), "weight_decay": 0.0 if nd else wd}
+        for (bb, nd), ps in groups.items()
+    ]
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -163,10 +165,17 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
     eval_tf = EvalTransform(cfg.eval.mode, cfg.eval.crop, cfg.eval.n_crops, cfg.data.resize)
 
     # Model.
-    model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, head_hidden=cfg.model.head_hidden,
-                         head_dropout=cfg.model.head_dropout, score_range=ds.score_range,
-                         higher_better=ds.higher_better, eval_mode=cfg.eval.mode, eval_crop=cfg.eval.crop,
-                         eval_n_crops=cfg.eval.n_crops).to(device)
+    model = create_model(
+        cfg.model.name,
+        pretrained=cfg.model.pretrained,
+        head_hidden=cfg.model.head_hidden,
+        head_dropout=cfg.model.head_dropout,
+        score_range=ds.score_range,
+        higher_better=ds.higher_better,
+        eval_mode=cfg.eval.mode,
+        eval_crop=cfg.eval.crop,
+        eval_n_crops=cfg.eval.n_crops,
+    ).to(device)
     frozen = _freeze(model, cfg.model.freeze)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -175,8 +184,9 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     total_steps = steps_per_epoch * cfg.optim.epochs
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.optim.lr, cfg.optim.backbone_lr_mult,
-                                                cfg.optim.weight_decay))
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, cfg.optim.lr, cfg.optim.backbone_lr_mult, cfg.optim.weight_decay)
+    )
     for g in optimizer.param_groups:
         g["base_lr"] = g["lr"]
     warmup = int(cfg.optim.warmup_epochs * steps_per_epoch)
@@ -191,9 +201,16 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
 
     for epoch in range(start_epoch, cfg.optim.epochs):
         g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # epoch-exact resume
-        loader = DataLoader(train_set, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True,
-                            num_workers=cfg.data.workers, generator=g, pin_memory=device.type == "cuda",
-                            persistent_workers=False)
+        loader = DataLoader(
+            train_set,
+            batch_size=cfg.data.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=cfg.data.workers,
+            generator=g,
+            pin_memory=device.type == "cuda",
+            persistent_workers=False,
+        )
         _set_train_mode(model, cfg.model.freeze)
         t0, sums, n_seen = time.time(), {}, 0
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=not progress)
@@ -219,12 +236,16 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
             bar.update(1)
             bar.set_postfix(loss=f"{sums['loss'] / n_seen:.4f}")
         bar.close()
-        record = {"epoch": epoch, "train_seconds": round(time.time() - t0, 1),
-                  **{f"train_{k}": v / max(1, n_seen) for k, v in sums.items()}}
+        record = {
+            "epoch": epoch,
+            "train_seconds": round(time.time() - t0, 1),
+            **{f"train_{k}": v / max(1, n_seen) for k, v in sums.items()},
+        }
 
         if val_ds is not None and len(val_ds) >= 3:
-            z = predict_paths(model, [r.path for r in val_ds.rows], eval_tf, cfg.eval.batch_size,
-                              channels_last=cfg.channels_last)
+            z = predict_paths(
+                model, [r.path for r in val_ds.rows], eval_tf, cfg.eval.batch_size, channels_last=cfg.channels_last
+            )
             mos = val_ds.mos_array()
             record.update(val_srcc=abs(srcc(z, mos)), val_plcc=abs(plcc(z, mos)))
         history.append(record)
@@ -240,9 +261,16 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
         save_model(model, out / "last", extra)
         save_train_state(out / "last", optimizer, {"epoch": epoch, "history": history, "best": best})
 
-    summary = {"best_epoch": best["epoch"], "best_val_srcc": best["srcc"], "epochs": cfg.optim.epochs,
-               "frozen_params": len(frozen), "train_images": len(train_ds),
-               "val_images": len(val_ds) if val_ds is not None else 0, "out_dir": str(out),
-               "wall_seconds": round(time.time() - t_start, 1), "device": str(device)}
+    summary = {
+        "best_epoch": best["epoch"],
+        "best_val_srcc": best["srcc"],
+        "epochs": cfg.optim.epochs,
+        "frozen_params": len(frozen),
+        "train_images": len(train_ds),
+        "val_images": len(val_ds) if val_ds is not None else 0,
+        "out_dir": str(out),
+        "wall_seconds": round(time.time() - t_start, 1),
+        "device": str(device),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -33,15 +33,23 @@ def _collate(items):
     return items
 
 
-def eval_transform_for(model: IQAModel, mode: str | None = None, crop: int | None = None,
-                       n_crops: int | None = None) -> EvalTransform:
+def eval_transform_for(
+    model: IQAModel, mode: str | None = None, crop: int | None = None, n_crops: int | None = None
+) -> EvalTransform:
     c = model.cfg
     return EvalTransform(mode or c.eval_mode, crop or c.eval_crop, n_crops or c.eval_n_crops)
 
 
 @torch.no_grad()
-def predict_paths(model: IQAModel, paths: list[str], transform: EvalTransform, batch_size: int = 8,
-                  workers: int = 0, progress: bool = False, channels_last: bool = False) -> np.ndarray:
+def predict_paths(
+    model: IQAModel,
+    paths: list[str],
+    transform: EvalTransform,
+    batch_size: int = 8,
+    workers: int = 0,
+    progress: bool = False,
+    channels_last: bool = False,
+) -> np.ndarray:
     """Normalised predictions (higher = better), one per path, each the mean over its views.
 
     Views of equal size are batched together (up to ``batch_size`` images per forward); images of
@@ -49,8 +57,9 @@ def predict_paths(model: IQAModel, paths: list[str], transform: EvalTransform, b
     """
     model.eval()
     device = next(model.parameters()).device
-    loader = DataLoader(_ViewsDataset(paths, transform), batch_size=batch_size, num_workers=workers,
-                        collate_fn=_collate)
+    loader = DataLoader(
+        _ViewsDataset(paths, transform), batch_size=batch_size, num_workers=workers, collate_fn=_collate
+    )
     out = np.zeros(len(paths), dtype=np.float64)
     for items in tqdm(loader, desc="predict", disable=not progress, unit="batch"):
         by_shape: dict[tuple, list] = {}
@@ -63,13 +72,20 @@ def predict_paths(model: IQAModel, paths: list[str], transform: EvalTransform, b
             z = model(x).float().cpu()
             start = 0
             for idx, views in group:
-                out[idx] = z[start:start + len(views)].mean().item()
+                out[idx] = z[start : start + len(views)].mean().item()
                 start += len(views)
     return out
 
 
-def evaluate_model(model: IQAModel, ds: IQADataset, transform: EvalTransform | None = None,
-                   batch_size: int = 8, workers: int = 0, n_boot: int = 1000, progress: bool = True) -> dict:
+def evaluate_model(
+    model: IQAModel,
+    ds: IQADataset,
+    transform: EvalTransform | None = None,
+    batch_size: int = 8,
+    workers: int = 0,
+    n_boot: int = 1000,
+    progress: bool = True,
+) -> dict:
     """Protocol metrics of ``model`` on every row of ``ds`` (choose the split beforehand).
 
     Predictions are mapped to the dataset's own scale before fitting, so DMOS datasets (lower =
@@ -81,8 +97,16 @@ def evaluate_model(model: IQAModel, ds: IQADataset, transform: EvalTransform | N
     seconds = time.perf_counter() - t0
     pred = np.asarray(ds.denormalize(z))
     result = evaluate_predictions(pred, ds.mos_array(), n_boot=n_boot)
-    result.update({"dataset": ds.name, "model": model.name, "eval_mode": transform.mode,
-                   "eval_crop": transform.crop, "eval_views": _n_views(transform), "seconds": round(seconds, 2)})
+    result.update(
+        {
+            "dataset": ds.name,
+            "model": model.name,
+            "eval_mode": transform.mode,
+            "eval_crop": transform.crop,
+            "eval_views": _n_views(transform),
+            "seconds": round(seconds, 2),
+        }
+    )
     result["_predictions"] = pred.tolist()
     return result
 
@@ -97,12 +121,25 @@ def write_results(result: dict, ds: IQADataset, output: str | Path | None, plot:
     """Writes the metrics JSON (with per-image predictions) and the scatter plot."""
     pred = result.pop("_predictions")
     if output:
-        payload = {**result, "predictions": [{"image": r.path, "mos": r.mos, "pred": p}
-                                             for r, p in zip(ds.rows, pred, strict=True)]}
+        payload = {
+            **result,
+            "predictions": [{"image": r.path, "mos": r.mos, "pred": p} for r, p in zip(ds.rows, pred, strict=True)],
+        }
         Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(json.dumps(payload, indent=2))
+        Path(output).write_text(json.dumps(_finite(payload), indent=2, allow_nan=False))
     if plot:
         scatter_plot(np.asarray(pred), ds.mos_array(), result, plot)
+
+
+def _finite(obj):
+    """NaN (a metric undefined for constant predictions) → null, so the file stays valid JSON."""
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def scatter_plot(pred: np.ndarray, mos: np.ndarray, result: dict, path: str | Path) -> None:

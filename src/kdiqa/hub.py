@@ -51,5 +51,7 @@ def load(model: str | Path = "default", device: str = "cpu") -> IQAModel:
     if path.exists():
         raise ValueError(f"{path} is not a kdiqa checkpoint folder (config.json + model.safetensors)")
     hint = MODELS.unknown_message(key)
-    raise KeyError(f"{model!r} is neither a checkpoint folder, a bundled model ({', '.join(PRETRAINED)}, "
-                   f"'default') nor a registered architecture. {hint}")
+    raise KeyError(
+        f"{model!r} is neither a checkpoint folder, a bundled model ({', '.join(PRETRAINED)}, "
+        f"'default') nor a registered architecture. {hint}"
+    )

@@ -72,16 +72,24 @@ class _ScoreDataset(Dataset):
             return i, None, exc.reason
 
 
-def score_paths(model: IQAModel, paths: list[str], transform: EvalTransform, batch_size: int = 8,
-                workers: int = 0, progress: bool = True, on_result=None) -> list[ScoreResult]:
+def score_paths(
+    model: IQAModel,
+    paths: list[str],
+    transform: EvalTransform,
+    batch_size: int = 8,
+    workers: int = 0,
+    progress: bool = True,
+    on_result=None,
+) -> list[ScoreResult]:
     """Scores every path; failures are returned as results with ``error`` set, never raised.
 
     ``on_result`` is called with each :class:`ScoreResult` as soon as it is known.
     """
     model.eval()
     device = next(model.parameters()).device
-    loader = DataLoader(_ScoreDataset(paths, transform), batch_size=batch_size, num_workers=workers,
-                        collate_fn=lambda items: items)
+    loader = DataLoader(
+        _ScoreDataset(paths, transform), batch_size=batch_size, num_workers=workers, collate_fn=lambda items: items
+    )
     results: list[ScoreResult | None] = [None] * len(paths)
     bar = tqdm(total=len(paths), desc="score", unit="img", disable=not progress, file=sys.stderr)
     with torch.no_grad():
@@ -97,7 +105,7 @@ def score_paths(model: IQAModel, paths: list[str], transform: EvalTransform, bat
                 z = model(torch.cat([v for _, v in group]).to(device)).float().cpu()
                 start = 0
                 for i, views in group:
-                    s = model.to_output_scale(z[start:start + len(views)].mean()).item()
+                    s = model.to_output_scale(z[start : start + len(views)].mean()).item()
                     done.append((i, ScoreResult(paths[i], score=s)))
                     start += len(views)
             for i, r in sorted(done, key=lambda t: t[0]):
@@ -118,7 +126,7 @@ class CsvSink:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
-        self.fh = open(self.path, "a", newline="")
+        self.fh = open(self.path, "a", newline="")  # noqa: SIM115  (kept open while a job streams rows)
         self.writer = csv.writer(self.fh)
         if new:
             self.writer.writerow(self.FIELDS)

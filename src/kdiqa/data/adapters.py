@@ -49,13 +49,18 @@ def clive(root: Path, split_index: int = 0, seed: int = 0) -> IQADataset:
         return ds
     from scipy.io import loadmat
 
-    names = _mat_strings(loadmat(_require(root / "Data" / "AllImages_release.mat", "CLIVE image list"))[
-        "AllImages_release"])
-    mos = np.asarray(loadmat(_require(root / "Data" / "AllMOS_release.mat", "CLIVE MOS"))["AllMOS_release"],
-                     dtype=np.float64).ravel()
+    names = _mat_strings(
+        loadmat(_require(root / "Data" / "AllImages_release.mat", "CLIVE image list"))["AllImages_release"]
+    )
+    mos = np.asarray(
+        loadmat(_require(root / "Data" / "AllMOS_release.mat", "CLIVE MOS"))["AllMOS_release"], dtype=np.float64
+    ).ravel()
     std_file = root / "Data" / "AllStdDev_release.mat"
-    std = (np.asarray(loadmat(std_file)["AllStdDev_release"], dtype=np.float64).ravel()
-           if std_file.is_file() else [None] * len(names))
+    std = (
+        np.asarray(loadmat(std_file)["AllStdDev_release"], dtype=np.float64).ravel()
+        if std_file.is_file()
+        else [None] * len(names)
+    )
     if len(names) != len(mos):
         raise ValueError(f"{root}: {len(names)} image names but {len(mos)} MOS values")
     rows = []
@@ -93,8 +98,7 @@ def kadid10k(root: Path, split_index: int = 0, seed: int = 0) -> IQADataset:
     """
     table = read_csv(_require(root / "dmos.csv", "KADID-10k label file"))
     rows = [
-        Row(str(root / "images" / r["dist_img"]), float(r["dmos"]), float(np.sqrt(float(r["var"]))),
-            ref=r["ref_img"])
+        Row(str(root / "images" / r["dist_img"]), float(r["dmos"]), float(np.sqrt(float(r["var"]))), ref=r["ref_img"])
         for r in table
     ]
     return _finish("kadid10k", rows, (1.0, 5.0), True, split_index, seed)
@@ -166,17 +170,24 @@ def live(root: Path, split_index: int = 0, seed: int = 0) -> IQADataset:
     refs = _mat_strings(loadmat(_require(root / "refnames_all.mat", "LIVE refnames_all.mat"))["refnames_all"])
     paths = [str(root / folder / f"img{i}.bmp") for folder, n in LIVE_FOLDERS for i in range(1, n + 1)]
     if not len(paths) == len(dmos) == len(orgs) == len(refs):
-        raise ValueError(f"{root}: expected {len(paths)} entries in dmos.mat/refnames_all.mat, "
-                         f"got {len(dmos)}/{len(orgs)}/{len(refs)}")
+        raise ValueError(
+            f"{root}: expected {len(paths)} entries in dmos.mat/refnames_all.mat, "
+            f"got {len(dmos)}/{len(orgs)}/{len(refs)}"
+        )
     rows = [Row(p, float(d), ref=r) for p, d, o, r in zip(paths, dmos, orgs, refs, strict=True) if not o]
     return _finish("live", rows, (0.0, 100.0), False, split_index, seed)
 
 
 # CSIQ's label sheet names distortions differently from its folders and file names.
 CSIQ_TYPES = {
-    "noise": ("awgn", "AWGN"), "awgn": ("awgn", "AWGN"), "jpeg": ("jpeg", "JPEG"),
-    "jpeg 2000": ("jpeg2000", "jpeg2000"), "jpeg2000": ("jpeg2000", "jpeg2000"),
-    "f noise": ("fnoise", "fnoise"), "fnoise": ("fnoise", "fnoise"), "blur": ("blur", "BLUR"),
+    "noise": ("awgn", "AWGN"),
+    "awgn": ("awgn", "AWGN"),
+    "jpeg": ("jpeg", "JPEG"),
+    "jpeg 2000": ("jpeg2000", "jpeg2000"),
+    "jpeg2000": ("jpeg2000", "jpeg2000"),
+    "f noise": ("fnoise", "fnoise"),
+    "fnoise": ("fnoise", "fnoise"),
+    "blur": ("blur", "BLUR"),
     "contrast": ("contrast", "contrast"),
 }
 
@@ -241,5 +252,6 @@ def generic_csv(
         m = np.array([r.mos for r in rows])
         score_range = (float(m.min()), float(m.max())) if m.max() > m.min() else (float(m.min()), float(m.min()) + 1)
     name = path.parent.name if path.name == "labels.csv" else path.stem
-    return _finish(name, rows, tuple(score_range), higher_better, split_index, seed, has_split=has_split,
-                   source=str(path))
+    return _finish(
+        name, rows, tuple(score_range), higher_better, split_index, seed, has_split=has_split, source=str(path)
+    )

