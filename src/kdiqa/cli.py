@@ -95,6 +95,43 @@ def _cmd_score(args) -> int:
     return 1 if failed else 0
 
 
+def _cmd_pseudo_label(args) -> int:
+    from .checkpoint import WEIGHTS_NAME, file_sha256
+    from .config import load_config
+    from .data.pools import PoolConfig, build_items
+    from .hub import load, resolve_folder
+    from .softlabels import parse_shard, pseudo_label
+
+    pool = load_config(PoolConfig, args.pool, args.set)
+    items = build_items(pool)
+    teacher = load(args.teacher, device=args.device)
+    sha = file_sha256(resolve_folder(args.teacher) / WEIGHTS_NAME)
+    crop = None if args.crop <= 0 else args.crop
+    summary = pseudo_label(
+        teacher,
+        sha,
+        items,
+        args.out,
+        crop,
+        args.views,
+        args.flip,
+        parse_shard(args.shard),
+        args.batch_size,
+        args.workers,
+        progress=not args.quiet,
+    )
+    print(json.dumps(summary, indent=2))
+    print(f"{summary['images_per_s']} images/s", file=sys.stderr)
+    return 1 if summary["failed"] else 0
+
+
+def _cmd_merge_labels(args) -> int:
+    from .softlabels import merge_shards
+
+    print(json.dumps(merge_shards(args.shards, args.out), indent=2))
+    return 0
+
+
 def _cmd_list_models(args) -> int:
     from .hub import ALIASES, list_pretrained
     from .models.zoo import create_model, list_models
@@ -174,6 +211,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_args(p)
     p.set_defaults(fn=_cmd_score)
 
+    p = sub.add_parser("pseudo-label", help="teacher soft labels for an unlabelled pool (resumable, shardable)")
+    p.add_argument("--teacher", default="default", help="teacher checkpoint folder or bundled name")
+    p.add_argument("--pool", required=True, help="pool YAML (sources, distortions; see configs/pool_default.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a pool value")
+    p.add_argument("--out", required=True, help="SQLite file; an existing one is resumed")
+    p.add_argument("--crop", type=int, default=384, help="view size in px (0: full image)")
+    p.add_argument("--views", type=int, default=1, help="crops per item (centre + random); mean and std kept")
+    p.add_argument("--flip", action="store_true", help="add mirrored views")
+    p.add_argument("--shard", default="0/1", help="i/n: this process takes items with id %% n == i")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=1, help="decoding/distortion worker processes")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=_cmd_pseudo_label)
+
+    p = sub.add_parser("merge-labels", help="merge pseudo-label shards after checking completeness")
+    p.add_argument("shards", nargs="+")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=_cmd_merge_labels)
+
     p = sub.add_parser("list-models", help="registered architectures (or --pretrained weights)")
     p.add_argument("filter", nargs="?", help="glob pattern, e.g. '*lite*'")
     p.add_argument("--pretrained", action="store_true", help="list bundled pretrained weights")
@@ -189,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (KeyError, ValueError, FileNotFoundError, ImportError) as exc:
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
         # User errors (unknown names, bad configs, missing files): one line, no traceback.
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"kdiqa {args.command}: error: {msg}", file=sys.stderr)

@@ -22,6 +22,15 @@ def list_pretrained() -> list[str]:
     return sorted(n for n, d in PRETRAINED.items() if (WEIGHTS_DIR / d / CONFIG_NAME).is_file())
 
 
+def resolve_folder(model: str | Path) -> Path:
+    """The checkpoint folder behind a bundled name, alias or path."""
+    key = ALIASES.get(str(model), str(model))
+    folder = WEIGHTS_DIR / PRETRAINED[key] if key in PRETRAINED else Path(model)
+    if not (folder / CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"{model}: no checkpoint folder with {CONFIG_NAME} at {folder}")
+    return folder
+
+
 def load(model: str | Path = "default", device: str = "cpu") -> IQAModel:
     """Loads a ready-to-use IQA model in eval mode.
 
