@@ -198,3 +198,24 @@ def test_kill_9_then_resume_gives_the_uninterrupted_rows(tmp_path, photo_dir, te
             rb["dist_seed"],
         )
         np.testing.assert_allclose(ra["scores"], rb["scores"], atol=1e-5)
+
+
+def test_materialized_pool_matches_on_the_fly(tmp_path, photo_dir, teacher_dir):
+    from kdiqa.data.pools import cached_path, materialize
+
+    items = build_items(_cfg(photo_dir, per_image=2))
+    cache = tmp_path / "cache"
+    summary = materialize(items, cache, workers=0, progress=False)
+    assert summary["written"] == 12 and not summary["errors"]
+    assert materialize(items, cache, workers=0, progress=False)["written"] == 0  # resumable: nothing left
+    for it in items:
+        if it.dist_type:
+            assert cached_path(cache, it.item_id).is_file()
+            assert np.array_equal(np.asarray(it.render(cache)), np.asarray(it.render()))
+    on_the_fly, cached = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    _run(teacher_dir, items, on_the_fly, crop=32)
+    _run(teacher_dir, items, cached, crop=32, cache_dir=cache)
+    for ra, rb in zip(table(on_the_fly), table(cached), strict=True):
+        np.testing.assert_allclose(ra["scores"], rb["scores"], atol=1e-6)
+    with pytest.raises(ValueError, match="holds another pool"):
+        materialize(build_items(_cfg(photo_dir, per_image=1)), cache, workers=0, progress=False)

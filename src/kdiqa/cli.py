@@ -125,6 +125,27 @@ def _cmd_pseudo_label(args) -> int:
     return 1 if summary["failed"] else 0
 
 
+def _cmd_materialize(args) -> int:
+    from .config import load_config
+    from .data.pools import PoolConfig, build_items, materialize
+
+    items = build_items(load_config(PoolConfig, args.pool, args.set))
+    summary = materialize(items, args.out, args.workers, progress=not args.quiet)
+    for err in summary["errors"]:
+        print(f"  {err}", file=sys.stderr)
+    print(json.dumps({k: v for k, v in summary.items() if k != "errors"} | {"failed": len(summary["errors"])}))
+    return 1 if summary["errors"] else 0
+
+
+def _cmd_pretext(args) -> int:
+    from .config import load_config
+    from .pretext import PretextConfig, pretrain
+
+    summary = pretrain(load_config(PretextConfig, args.config, args.set), progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _cmd_merge_labels(args) -> int:
     from .softlabels import merge_shards
 
@@ -222,9 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", help="i/n: this process takes items with id %% n == i")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=1, help="decoding/distortion worker processes")
+    p.add_argument("--cache", help="folder written by `kdiqa materialize-pool` (distorted items read from disk)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_cmd_pseudo_label)
+
+    p = sub.add_parser("materialize-pool", help="write a pool's distorted images to disk (resumable)")
+    p.add_argument("--pool", required=True)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", required=True, help="cache folder")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=_cmd_materialize)
+
+    p = sub.add_parser("pretext", help="self-supervised pre-training: distortion type + level ranking")
+    p.add_argument("--config", required=True)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=_cmd_pretext)
 
     p = sub.add_parser("merge-labels", help="merge pseudo-label shards after checking completeness")
     p.add_argument("shards", nargs="+")

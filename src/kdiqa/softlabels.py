@@ -87,11 +87,12 @@ def pseudo_label(
     workers: int = 1,
     progress: bool = True,
     max_batches: int | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict:
     """Scores every item of the (sharded) pool with ``teacher`` and writes/extends the SQLite file.
 
     Returns a summary: items done in this call, already present, failed, and images/s.
-    ``max_batches`` stops early (for tests of interruption).
+    ``max_batches`` stops early. ``cache_dir``: read distorted items from a :func:`materialize` folder.
     """
     teacher.eval()
     device = next(teacher.parameters()).device
@@ -117,7 +118,10 @@ def pseudo_label(
     todo = [it for it in mine if it.item_id not in done]
     by_id = {it.item_id: it for it in todo}
     loader = DataLoader(
-        PoolViews(todo, crop, views, flip), batch_size=batch_size, num_workers=workers, collate_fn=lambda b: b
+        PoolViews(todo, crop, views, flip, cache_dir),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=lambda b: b,
     )
     bar = tqdm(total=len(todo), desc="pseudo-label", unit="img", disable=not progress, file=sys.stderr)
     t0, n_done, n_failed, forward_s = time.perf_counter(), 0, 0, 0.0

@@ -63,15 +63,20 @@ class PoolItem:
     dist_seed: int | None = None
     split: str = "train"
 
-    def render(self) -> Image.Image:
-        """The item's image: the decoded source, distorted if the item says so."""
+    def render(self, cache_dir: str | Path | None = None) -> Image.Image:
+        """The item's image: the decoded source, distorted if the item says so.
+
+        With ``cache_dir`` (see :func:`materialize`), a distorted item is read from its stored copy.
+        """
+        if cache_dir is not None and self.dist_type is not None:
+            return load_image(cached_path(cache_dir, self.item_id))
         img = load_image(self.path)
         if self.dist_type is None:
             return img
         return apply_distortion(img, self.dist_type, self.dist_level, seed=self.dist_seed)
 
 
-def _source_images(src: PoolSource) -> list[str]:
+def source_images(src: PoolSource) -> list[str]:
     p = Path(src.path)
     if p.is_dir():
         found = sorted(str(f.resolve()) for f in p.rglob("*") if f.is_file() and is_image_file(f))
@@ -104,7 +109,7 @@ def build_items(cfg: PoolConfig) -> list[PoolItem]:
     images: list[tuple[str, bool]] = []
     seen: set[str] = set()
     for src in cfg.sources:
-        for path in _source_images(src):
+        for path in source_images(src):
             if path not in seen:
                 seen.add(path)
                 images.append((path, src.distort))
@@ -135,6 +140,54 @@ def pool_fingerprint(items: list[PoolItem]) -> str:
     return h.hexdigest()[:16]
 
 
+def cached_path(cache_dir: str | Path, item_id: int) -> Path:
+    return Path(cache_dir) / f"{item_id // 1000:04d}" / f"{item_id:07d}.png"
+
+
+def materialize(items: list[PoolItem], cache_dir: str | Path, workers: int = 1, progress: bool = True) -> dict:
+    """Writes every distorted item to ``cache_dir`` as lossless PNG, plus ``manifest.json`` recording
+    the pool fingerprint and each item's parameters. Resumable: existing files are kept.
+    """
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = cache_dir / "manifest.json"
+    fingerprint = pool_fingerprint(items)
+    if manifest_path.is_file():
+        old = json.loads(manifest_path.read_text())["pool_fingerprint"]
+        if old != fingerprint:
+            raise ValueError(f"{cache_dir} holds another pool (fingerprint {old}, this pool {fingerprint})")
+    todo = [it for it in items if it.dist_type is not None and not cached_path(cache_dir, it.item_id).is_file()]
+    loader = DataLoader(_Materializer(todo, cache_dir), batch_size=None, num_workers=workers)
+    errors = [e for e in tqdm(loader, total=len(todo), desc="materialize", disable=not progress) if e]
+    manifest = {"pool_fingerprint": fingerprint, "items": [asdict(it) for it in items if it.dist_type]}
+    manifest_path.write_text(json.dumps(manifest))
+    return {"written": len(todo) - len(errors), "errors": errors, "cache_dir": str(cache_dir)}
+
+
+class _Materializer(Dataset):
+    def __init__(self, items: list[PoolItem], cache_dir: Path) -> None:
+        self.items, self.cache_dir = items, cache_dir
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> str:
+        it = self.items[i]
+        try:
+            img = it.render()
+        except OSError as exc:
+            return str(exc)
+        path = cached_path(self.cache_dir, it.item_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.png")
+        img.save(tmp, compress_level=1)
+        tmp.replace(path)  # atomic: a killed job never leaves a half-written image
+        return ""
+
+
 def crop_boxes(width: int, height: int, crop: int | None, n: int, seed: int) -> list[tuple[int, int, int, int]]:
     """``n`` crop boxes (left, top, right, bottom); the first is centred, the rest seeded-random.
 
@@ -156,8 +209,15 @@ class PoolViews(Dataset):
     A source that fails to decode yields an error string instead of views.
     """
 
-    def __init__(self, items: list[PoolItem], crop: int | None = 384, views: int = 1, flip: bool = False) -> None:
-        self.items, self.crop, self.views, self.flip = items, crop, views, flip
+    def __init__(
+        self,
+        items: list[PoolItem],
+        crop: int | None = 384,
+        views: int = 1,
+        flip: bool = False,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        self.items, self.crop, self.views, self.flip, self.cache_dir = items, crop, views, flip, cache_dir
 
     def __len__(self) -> int:
         return len(self.items)
@@ -165,7 +225,7 @@ class PoolViews(Dataset):
     def __getitem__(self, i: int):
         item = self.items[i]
         try:
-            img = item.render()
+            img = item.render(self.cache_dir)
         except OSError as exc:  # ImageLoadError is an OSError; the message names the file
             return item.item_id, None, None, str(exc)
         t = TF.to_dtype(TF.to_image(img), torch.float32, scale=True)
