@@ -219,3 +219,19 @@ def test_materialized_pool_matches_on_the_fly(tmp_path, photo_dir, teacher_dir):
         np.testing.assert_allclose(ra["scores"], rb["scores"], atol=1e-6)
     with pytest.raises(ValueError, match="holds another pool"):
         materialize(build_items(_cfg(photo_dir, per_image=1)), cache, workers=0, progress=False)
+
+
+def test_soft_label_dataset_reads_back_targets(tmp_path, photo_dir, teacher_dir):
+    from kdiqa.data.transforms import TrainTransform
+    from kdiqa.softlabels import SoftLabelDataset
+
+    items = build_items(_cfg(photo_dir, per_image=2, val_fraction=0.34))
+    out = tmp_path / "l.sqlite"
+    _run(teacher_dir, items, out, crop=32)
+    ds = SoftLabelDataset(out, items, TrainTransform(32), split="train")
+    assert len(ds) == sum(it.split == "train" for it in items) == 12
+    sample = ds[0]
+    assert sample["image"].shape == (3, 32, 32)
+    assert sample["score"].item() == pytest.approx(load_soft_labels(out)[sample["index"]][0])
+    with pytest.raises(ValueError, match="another pool"):
+        SoftLabelDataset(out, build_items(_cfg(photo_dir, per_image=1)), TrainTransform(32))

@@ -236,3 +236,40 @@ def table(path: str | Path) -> list[dict]:
     for r in rows:
         r["boxes"], r["scores"] = json.loads(r["boxes"]), np.asarray(json.loads(r["scores"]))
     return rows
+
+
+class SoftLabelDataset(torch.utils.data.Dataset):
+    """Pool items with their teacher soft labels, as training data for a student.
+
+    Each item: ``{"image": transformed view, "score": teacher mean (normalised), "score_std", "index"}``.
+    Rows come from a soft-label file; images are re-rendered from the pool items (or a cache).
+
+    Args:
+        path: the SQLite file written by :func:`pseudo_label` (or :func:`merge_shards`).
+        items: the pool's items (``build_items`` of the same pool config; checked by fingerprint).
+        transform: e.g. :class:`~kdiqa.data.transforms.TrainTransform`.
+        split: keep only items of this pool split ("train"/"val"), or all when None.
+        cache_dir: a :func:`~kdiqa.data.pools.materialize` folder.
+    """
+
+    def __init__(self, path, items: list[PoolItem], transform, split: str | None = "train", cache_dir=None) -> None:
+        with sqlite3.connect(str(path)) as conn:
+            meta = read_meta(conn)
+            rows = conn.execute("SELECT item_id, score_mean, score_std FROM labels ORDER BY item_id").fetchall()
+        if meta.get("pool_fingerprint") != pool_fingerprint(items):
+            raise ValueError(f"{path} was made for another pool (fingerprint {meta.get('pool_fingerprint')})")
+        by_id = {it.item_id: it for it in items}
+        self.rows = [(by_id[i], m, s) for i, m, s in rows if split is None or by_id[i].split == split]
+        self.transform, self.cache_dir = transform, cache_dir
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        item, mean, std = self.rows[i]
+        return {
+            "image": self.transform(item.render(self.cache_dir)),
+            "score": torch.tensor(mean, dtype=torch.float32),
+            "score_std": torch.tensor(std, dtype=torch.float32),
+            "index": item.item_id,
+        }
