@@ -1,0 +1,109 @@
+"""The Distiller: a student, a frozen teacher, adapters, and named losses (mdistiller style).
+
+``forward_train(batch, stage)`` returns the student's scores and a dict of named, weighted losses.
+The teacher is frozen: no gradients, always in eval mode (``train()`` never changes it).
+Learnable parameters are the student's plus the adapters'. Methods register by name, so a new
+method is one file plus one decorator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..losses import LOSSES
+from ..models.iqa import IQAModel
+from ..registry import Registry
+from .losses import fidelity_loss
+
+DISTILLERS = Registry("distillation method")
+
+
+@dataclass
+class DistillConfig:
+    """Loss weights and method options; each method reads what it needs."""
+
+    alpha: float = 0.5  # joint stage: α·L(student, MOS) + (1 − α)·L(student, teacher)
+    score_loss: str = "l1"  # l1 | mse
+    rank_weight: float = 0.5  # fidelity loss with pair targets from the teacher (soft) or MOS (task)
+    hint_weight: float = 1.0
+    hint_pairs: list[list[int]] = field(default_factory=lambda: [[3, 3]])  # [teacher stage, student stage]
+    review_weight: float = 1.0
+    review_warmup_steps: int = 0
+    relation: str = "rkd"  # rkd | sp | none
+    relation_weight: float = 1.0
+
+
+class Distiller(nn.Module):
+    """Base class. Subclasses add adapters in ``__init__`` and losses in ``stage_losses``.
+
+    Stages: ``"task"`` (MOS only), ``"soft"`` (teacher labels only: unlabelled data), ``"joint"``
+    (both). A batch is ``{"image": (B,3,H,W) in [0,1], "score": normalised MOS (NaN if unrated)}``;
+    the teacher's labels are computed on the same crops, online.
+    """
+
+    def __init__(self, student: IQAModel, teacher: IQAModel | None, cfg: DistillConfig | None = None) -> None:
+        super().__init__()
+        self.student, self.cfg = student, cfg or DistillConfig()
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> Distiller:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # frozen BN statistics, no dropout: always
+        return self
+
+    def learnable_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if not n.startswith("teacher.") and p.requires_grad]
+
+    @torch.no_grad()
+    def teacher_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.teacher.forward_intermediates(x)
+
+    def score_losses(self, pred: torch.Tensor, batch: dict, soft: torch.Tensor | None, stage: str) -> dict:
+        """Task/soft/joint score losses (L1 or MSE + fidelity ranking)."""
+        base = LOSSES[self.cfg.score_loss]
+        mos = batch.get("score")
+        out: dict[str, torch.Tensor] = {}
+        rated = None if mos is None else ~torch.isnan(mos)
+        w_task = {"task": 1.0, "soft": 0.0, "joint": self.cfg.alpha}[stage]
+        if w_task and rated is not None and rated.any():
+            out["task"] = w_task * base(pred[rated], mos[rated])
+            if self.cfg.rank_weight and rated.sum() > 1 and stage == "task":
+                out["task_rank"] = self.cfg.rank_weight * fidelity_loss(pred[rated] * 10, mos[rated] * 10)
+        if stage != "task" and soft is not None:
+            w_soft = 1.0 if stage == "soft" else 1.0 - self.cfg.alpha
+            out["soft"] = w_soft * base(pred, soft)
+            if self.cfg.rank_weight and len(pred) > 1:
+                # Pair targets from the teacher: ×10 puts normalised scores on a scale where Φ is not flat.
+                out["soft_rank"] = w_soft * self.cfg.rank_weight * fidelity_loss(pred * 10, soft * 10)
+        return out
+
+    def stage_losses(self, batch: dict, stage: str, step: int) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def forward_train(self, batch: dict, stage: str = "joint", step: int = 0) -> tuple[torch.Tensor, dict]:
+        """Student scores and the named losses; ``losses["loss"]`` is their sum."""
+        if stage not in ("task", "soft", "joint"):
+            raise ValueError(f"stage must be task, soft or joint, got {stage!r}")
+        pred, losses = self.stage_losses(batch, stage, step)
+        if not losses:
+            raise ValueError(f"stage {stage!r} produced no loss for this batch (no MOS and no teacher?)")
+        losses["loss"] = sum(losses.values())
+        return pred, losses
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student(x)
+
+
+def build_distiller(method: str, student: IQAModel, teacher: IQAModel | None, cfg: DistillConfig | None = None):
+    """A registered method's Distiller ("none", "response", "hints", "review")."""
+    from . import methods  # noqa: F401  (registers the methods)
+
+    return DISTILLERS.get(method)(student, teacher, cfg or DistillConfig())

@@ -1,0 +1,46 @@
+"""``hints``: feature distillation (FitNets, Romero et al. ICLR 2015) plus soft labels."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .adapters import ConvBNAdapter, probe_features
+from .base import DISTILLERS, DistillConfig, Distiller
+from .losses import hint_loss
+
+
+@DISTILLERS.register("hints")
+class HintDistill(Distiller):
+    """Stage ``soft``/``joint``: soft labels + hint losses between teacher middle layers and the
+    student's layers at corresponding positions, through 1×1 conv + BN adapters; stage ``task``
+    fine-tunes on MOS (adapters unused).
+
+    ``cfg.hint_pairs`` lists ``[teacher_stage, student_stage]`` indices into ``feature_info``.
+    """
+
+    def __init__(self, student, teacher, cfg: DistillConfig) -> None:
+        super().__init__(student, teacher, cfg)
+        t_shapes, s_shapes = probe_features(teacher), probe_features(student)
+        for ti, si in cfg.hint_pairs:
+            if not (0 <= ti < len(t_shapes) and 0 <= si < len(s_shapes)):
+                raise ValueError(
+                    f"hint pair {[ti, si]} outside teacher stages 0..{len(t_shapes) - 1} / "
+                    f"student stages 0..{len(s_shapes) - 1}"
+                )
+        self.adapters = nn.ModuleList(ConvBNAdapter(s_shapes[si][0], t_shapes[ti][0]) for ti, si in cfg.hint_pairs)
+
+    def stage_losses(self, batch: dict, stage: str, step: int) -> tuple[torch.Tensor, dict]:
+        x = batch["image"]
+        if stage == "task":
+            pred = self.student(x)
+            return pred, self.score_losses(pred, batch, None, stage)
+        soft, t_feats = self.teacher_forward(x)
+        pred, s_feats = self.student.forward_intermediates(x)
+        losses = self.score_losses(pred, batch, soft, stage)
+        hint = sum(
+            hint_loss(a(s_feats[si]), t_feats[ti])
+            for a, (ti, si) in zip(self.adapters, self.cfg.hint_pairs, strict=True)
+        )
+        losses["hint"] = self.cfg.hint_weight * hint / len(self.adapters)
+        return pred, losses

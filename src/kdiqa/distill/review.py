@@ -1,0 +1,60 @@
+"""``review``: knowledge review (ReviewKD, Chen et al. CVPR 2021) plus a relation-based loss."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .adapters import ABF, probe_features
+from .base import DISTILLERS, DistillConfig, Distiller
+from .losses import hcl_loss, rkd_angle_loss, rkd_distance_loss, similarity_preserving_loss
+
+
+@DISTILLERS.register("review")
+class ReviewDistill(Distiller):
+    """Student stages are fused deepest first by ABF modules, so each fused output carries the
+    deeper student features down to a shallower level, where it is compared with the teacher's map
+    of that level by the hierarchical context loss: shallow teacher levels supervise the student's
+    deep features. Plus soft labels and a relation loss between the samples of a batch (RKD distance
+    + 2·angle on the pooled embeddings, or similarity-preserving on the deepest maps).
+
+    The total is task/soft losses + λ·min(1, step / warm-up)·HCL + relation.
+    """
+
+    def __init__(self, student, teacher, cfg: DistillConfig, mid_ch: int = 64) -> None:
+        super().__init__(student, teacher, cfg)
+        t_shapes, s_shapes = probe_features(teacher), probe_features(student)
+        if len(t_shapes) != len(s_shapes):
+            raise ValueError(f"review needs as many stages in student ({len(s_shapes)}) as teacher ({len(t_shapes)})")
+        n = len(s_shapes)
+        # abfs[i] handles stage i; the deepest stage (n−1) has nothing deeper to fuse.
+        self.abfs = nn.ModuleList(ABF(s_shapes[i][0], mid_ch, t_shapes[i][0], fuse=i < n - 1) for i in range(n))
+
+    def review(self, s_feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        outs: list[torch.Tensor] = [None] * len(s_feats)  # type: ignore[list-item]
+        deeper = None
+        for i in reversed(range(len(s_feats))):
+            outs[i], deeper = self.abfs[i](s_feats[i], deeper)
+        return outs
+
+    def relation(self, s_feats, t_feats) -> torch.Tensor:
+        s, t = s_feats[-1], t_feats[-1]
+        if self.cfg.relation == "sp":
+            return similarity_preserving_loss(s, t)
+        s_emb, t_emb = s.mean((2, 3)), t.mean((2, 3))
+        return rkd_distance_loss(s_emb, t_emb) + 2.0 * rkd_angle_loss(s_emb, t_emb)
+
+    def stage_losses(self, batch: dict, stage: str, step: int) -> tuple[torch.Tensor, dict]:
+        x = batch["image"]
+        if stage == "task":
+            pred = self.student(x)
+            return pred, self.score_losses(pred, batch, None, stage)
+        soft, t_feats = self.teacher_forward(x)
+        pred, s_feats = self.student.forward_intermediates(x)
+        losses = self.score_losses(pred, batch, soft, stage)
+        warm = 1.0 if not self.cfg.review_warmup_steps else min(1.0, step / self.cfg.review_warmup_steps)
+        hcl = sum(hcl_loss(o, t) for o, t in zip(self.review(s_feats), t_feats, strict=True))
+        losses["review"] = self.cfg.review_weight * warm * hcl
+        if self.cfg.relation != "none" and self.cfg.relation_weight and len(x) > 2:
+            losses["relation"] = self.cfg.relation_weight * self.relation(s_feats, t_feats)
+        return pred, losses

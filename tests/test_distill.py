@@ -1,0 +1,108 @@
+"""The distillation methods: losses, gradients, frozen teacher, adapter shapes."""
+
+import pytest
+import torch
+
+import kdiqa
+from kdiqa.distill import DISTILLERS, DistillConfig, build_distiller
+from kdiqa.distill.adapters import probe_features
+from kdiqa.distill.losses import fidelity_loss, hcl_loss, hint_loss, rkd_distance_loss, similarity_preserving_loss
+
+
+def _models(student="iqa_mobilenetv3_small_050", teacher="iqa_test_tiny"):
+    torch.manual_seed(0)
+    return kdiqa.create_model(student), kdiqa.create_model(teacher)
+
+
+def _batch(n=4, size=64, rated=True):
+    g = torch.Generator().manual_seed(1)
+    score = torch.rand(n, generator=g) if rated else torch.full((n,), float("nan"))
+    return {"image": torch.rand(n, 3, size, size, generator=g), "score": score}
+
+
+def test_registry():
+    build_distiller("none", *_models())
+    assert set(DISTILLERS.names()) == {"none", "response", "hints", "review"}
+    with pytest.raises(KeyError, match="Did you mean 'review'"):
+        build_distiller("reviw", *_models())
+
+
+@pytest.mark.parametrize("method", ["none", "response", "hints", "review"])
+@pytest.mark.parametrize("stage", ["soft", "joint", "task"])
+def test_step_trains_student_and_adapters_never_teacher(method, stage):
+    if method == "none" and stage == "soft":
+        pytest.skip("the MOS-only control has nothing to learn from unrated images (tested below)")
+    student, teacher = _models()
+    d = build_distiller(method, student, teacher, DistillConfig(hint_pairs=[[3, 3], [2, 1]])).train()
+    assert not d.teacher.training
+    before = {k: v.clone() for k, v in d.teacher.state_dict().items()}
+    rated = stage != "soft"
+    pred, losses = d.forward_train(_batch(rated=rated), stage=stage, step=5)
+    assert pred.shape == (4,) and all(torch.isfinite(v) for v in losses.values())
+    if method in ("hints", "review") and stage != "task":
+        assert {"hint", "review"} & set(losses)
+    if method == "review" and stage != "task":
+        assert "relation" in losses
+    opt = torch.optim.SGD(d.learnable_parameters(), lr=0.1)
+    opt.zero_grad()
+    losses["loss"].backward()
+    assert student.head.fc2.weight.grad is not None and student.head.fc2.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in d.teacher.parameters())
+    if method in ("hints", "review") and stage != "task":
+        adapters = [p for n, p in d.named_parameters() if n.startswith(("adapters.", "abfs."))]
+        assert adapters and any(p.grad is not None and p.grad.abs().sum() > 0 for p in adapters)
+    opt.step()
+    after = d.teacher.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN statistics included
+    assert not any(
+        n.startswith("teacher.") for n, _ in d.named_parameters() if any(p is _ for p in d.learnable_parameters())
+    )
+
+
+def test_soft_stage_without_teacher_signal_fails_clearly():
+    student, teacher = _models()
+    d = build_distiller("none", student, teacher)
+    with pytest.raises(ValueError, match="no loss"):
+        d.forward_train(_batch(rated=False), stage="soft")
+
+
+@pytest.mark.parametrize(
+    ("student", "teacher"), [("iqa_mobilenetv3_small_050", "iqa_test_tiny"), ("iqa_test_tiny", "iqa_lcnet_050")]
+)
+def test_adapter_shapes_follow_the_models(student, teacher):
+    s, t = _models(student, teacher)
+    t_shapes, s_shapes = probe_features(t), probe_features(s)
+    assert [c for c, _ in t_shapes] == [f["num_chs"] for f in t.feature_info]
+    d = build_distiller("hints", s, t, DistillConfig(hint_pairs=[[3, 2], [4, 4]]))
+    assert d.adapters[0].conv.in_channels == s_shapes[2][0] and d.adapters[0].conv.out_channels == t_shapes[3][0]
+    r = build_distiller("review", s, t)
+    x = torch.rand(2, 3, 96, 80)
+    _, s_feats = s.forward_intermediates(x)
+    _, t_feats = t.forward_intermediates(x)
+    outs = r.review(s_feats)
+    for o, tf in zip(outs, t_feats, strict=True):
+        assert o.shape[1] == tf.shape[1]
+    # different input sizes for the two models are matched at run time
+    assert torch.isfinite(hint_loss(torch.rand(2, 8, 12, 10), torch.rand(2, 8, 6, 5)))
+
+
+def test_losses_hand_computed():
+    ones, zeros = torch.ones(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)
+    # 8×8 map: full MSE 1, plus 4×4 (w ½), 2×2 (¼), 1×1 (⅛), each MSE 1 → (1+½+¼+⅛)/(1+½+¼+⅛) = 1
+    assert hcl_loss(ones, zeros).item() == pytest.approx(1.0)
+    half = torch.zeros(1, 1, 8, 8)
+    half[..., :4] = 2.0  # full MSE 2; pooled 4×4: half the cells 2 → MSE 2; 2×2: 2; 1×1: mean 1 → 1
+    expected = (2 + 0.5 * 2 + 0.25 * 2 + 0.125 * 1) / (1 + 0.5 + 0.25 + 0.125)
+    assert hcl_loss(half, zeros).item() == pytest.approx(expected)
+    e = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    assert rkd_distance_loss(e, e * 5).item() == pytest.approx(0.0, abs=1e-6)
+    assert rkd_distance_loss(e, torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])).item() > 0
+    x = torch.eye(3)
+    assert similarity_preserving_loss(x, x).item() == pytest.approx(0.0)
+    # G_s = I, G_t = all-ones rows normalised (1/√3): ‖G_t − G_s‖² / 9
+    gt = torch.full((3, 3), 3**-0.5)
+    assert similarity_preserving_loss(x, torch.ones(3, 3)).item() == pytest.approx(((gt - x) ** 2).sum().item() / 9)
+    # fidelity: two items; prediction ties (p = ½) against a certain target order (g ≈ 1): 1 − √½
+    assert fidelity_loss(torch.tensor([0.0, 0.0]), torch.tensor([100.0, 0.0])).item() == pytest.approx(
+        1 - 0.5**0.5, abs=1e-4
+    )
