@@ -106,3 +106,45 @@ def test_losses_hand_computed():
     assert fidelity_loss(torch.tensor([0.0, 0.0]), torch.tensor([100.0, 0.0])).item() == pytest.approx(
         1 - 0.5**0.5, abs=1e-4
     )
+
+
+@pytest.mark.parametrize("method", ["response", "hints", "review"])
+def test_two_step_distill_run_and_resume(method, tmp_path, rated_folder, capsys):
+    import json
+
+    from conftest import synthetic_photo
+
+    from kdiqa.checkpoint import save_model
+    from kdiqa.cli import main
+
+    teacher = tmp_path / "teacher"
+    save_model(kdiqa.create_model("iqa_test_tiny"), teacher)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        synthetic_photo((64, 64), seed=i).save(photos / f"{i}.png")
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(f"""
+method: {method}
+student: iqa_test_tiny
+teacher: {teacher}
+distill: {{hint_pairs: [[3, 2]]}}
+pool: {{sources: [{{path: {photos}}}], per_image: 2}}
+labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 48, batch_size: 4, workers: 0, val_fraction: 0.25}}
+stages:
+  - {{stage: soft, data: pool, epochs: 1, steps_per_epoch: 2}}
+  - {{stage: task, data: labelled, epochs: 1, steps_per_epoch: 2}}
+eval: {{mode: center, crop: 48}}
+out_dir: {tmp_path / "run"}
+threads: 1
+""")
+    assert main(["distill", "--config", str(cfg), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["total_steps"] == 4 and summary["method"] == method
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+    assert kdiqa.load(tmp_path / "run" / "best").name == "iqa_test_tiny"
+    capsys.readouterr()
+    history = (tmp_path / "run" / "last" / "train_state.json").read_text()
+    assert main(["distill", "--config", str(cfg), "--quiet"]) == 0  # finished: resumes and does nothing
+    assert "resumed from" in capsys.readouterr().out
+    assert (tmp_path / "run" / "last" / "train_state.json").read_text() == history

@@ -146,6 +146,15 @@ def _cmd_pretext(args) -> int:
     return 0
 
 
+def _cmd_distill(args) -> int:
+    from .config import load_config
+    from .distill.engine import DistillRunConfig, distill
+
+    summary = distill(load_config(DistillRunConfig, args.config, args.set), progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _cmd_merge_labels(args) -> int:
     from .softlabels import merge_shards
 
@@ -261,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_cmd_pretext)
+
+    p = sub.add_parser("distill", help="multi-stage knowledge distillation (none/response/hints/review)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=_cmd_distill)
 
     p = sub.add_parser("merge-labels", help="merge pseudo-label shards after checking completeness")
     p.add_argument("shards", nargs="+")

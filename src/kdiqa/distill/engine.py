@@ -1,0 +1,199 @@
+"""Multi-stage distillation runs (``kdiqa distill --config FILE``), resumable at epoch boundaries.
+
+A run is a list of stages, each one of the Distiller's stages (``soft``: teacher labels on the
+unlabelled pool, ``joint``: MOS + teacher, ``task``: MOS only) on its data (``pool``, ``labelled`` or
+``both``) for some epochs. After every epoch the student (+ adapters) and optimizer are saved to
+``out_dir/last``; the student with the best validation SRCC (on the val split carved from the
+labelled train set) to ``out_dir/best``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from tqdm import tqdm
+
+from ..checkpoint import load_train_state, save_model, save_train_state
+from ..data.datasets import TorchIQADataset, get_dataset
+from ..data.pools import PoolConfig, PoolItem, build_items
+from ..data.transforms import EvalTransform, TrainTransform
+from ..engine import DataSection, EvalSection, lr_factor, resolve_device, seed_everything
+from ..evaluation import predict_paths
+from ..hub import load
+from ..metrics import srcc
+from ..models.zoo import create_model
+from .base import DistillConfig, build_distiller
+
+
+@dataclass
+class StageSection:
+    stage: str = "joint"  # soft | joint | task
+    data: str = "labelled"  # pool | labelled | both
+    epochs: int = 1
+    lr: float = 1e-3
+    steps_per_epoch: int | None = None  # cap (None: one pass over the data)
+
+
+@dataclass
+class DistillRunConfig:
+    method: str = "response"
+    student: str = "iqa_mobilenetv3_small_050"
+    student_pretrained: str = "none"
+    student_init: str | None = None  # checkpoint folder to start from (e.g. a pretext run)
+    teacher: str = "default"
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    labelled: DataSection = field(default_factory=DataSection)
+    stages: list[StageSection] = field(default_factory=lambda: [StageSection()])
+    eval: EvalSection = field(default_factory=lambda: EvalSection(mode="full"))
+    weight_decay: float = 0.01
+    out_dir: str = "runs/distill"
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    resume: bool = True
+
+
+class PoolCrops(Dataset):
+    """Unrated pool items as training crops (``score`` is NaN: the teacher labels them online)."""
+
+    def __init__(self, items: list[PoolItem], transform) -> None:
+        self.items, self.transform = items, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.transform(self.items[i].render()), "score": torch.tensor(float("nan")), "index": -1}
+
+
+def _learnable_state(distiller) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in distiller.state_dict().items() if not k.startswith("teacher.")}
+
+
+def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
+    """Runs every stage of ``cfg``; returns a summary with the best validation SRCC."""
+    t_start = time.time()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "distill_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    lab = cfg.labelled
+    ds = get_dataset(lab.dataset, lab.root, split_index=lab.split_index, seed=lab.split_seed)
+    ds = ds.carve_val(lab.val_fraction, seed=cfg.seed)
+    train_ds, val_ds = ds.subset("train"), ds.subset("val")
+    tf = TrainTransform(lab.crop, lab.resize)
+    needs_pool = any(s.data in ("pool", "both") for s in cfg.stages)
+    pool = PoolCrops([it for it in build_items(cfg.pool) if it.split == "train"], tf) if needs_pool else None
+    labelled = TorchIQADataset(train_ds, tf, lab.repeat)
+    data = {"labelled": labelled, "pool": pool, "both": ConcatDataset([labelled, pool]) if pool else None}
+
+    teacher = load(cfg.teacher, device=str(device))
+    student = (
+        load(cfg.student_init, device=str(device))
+        if cfg.student_init
+        else create_model(
+            cfg.student,
+            pretrained=cfg.student_pretrained,
+            score_range=ds.score_range,
+            higher_better=ds.higher_better,
+            eval_mode=cfg.eval.mode,
+            eval_crop=cfg.eval.crop,
+        )
+    )
+    distiller = build_distiller(cfg.method, student.to(device), teacher, cfg.distill).to(device)
+    eval_tf = EvalTransform(cfg.eval.mode, cfg.eval.crop, cfg.eval.n_crops, lab.resize)
+
+    history, best, start = [], {"srcc": -2.0}, (0, 0)
+    if cfg.resume and (out / "last" / "train_state.json").is_file():
+        distiller.load_state_dict(load_file(str(out / "last" / "distiller.safetensors")), strict=False)
+        state = json.loads((out / "last" / "train_state.json").read_text())
+        history, best, start = state["history"], state["best"], (state["stage"], state["epoch"] + 1)
+        print(f"resumed from {out / 'last'} at stage {start[0]}, epoch {start[1]}")
+
+    step_global = 0
+    for si, st in enumerate(cfg.stages):
+        if data[st.data] is None or len(data[st.data]) == 0:
+            raise ValueError(f"stage {si}: no {st.data!r} data (is the pool configured?)")
+        steps = len(data[st.data]) // lab.batch_size
+        steps = min(steps, st.steps_per_epoch) if st.steps_per_epoch else steps
+        optimizer = torch.optim.AdamW(distiller.learnable_parameters(), lr=st.lr, weight_decay=cfg.weight_decay)
+        if start[0] == si and 0 < start[1] < st.epochs:  # resuming inside this stage
+            load_train_state(out / "last", optimizer)
+        for epoch in range(st.epochs):
+            if (si, epoch) < start:
+                step_global += steps
+                continue
+            g = torch.Generator().manual_seed(cfg.seed * 1000 + si * 100 + epoch)
+            loader = DataLoader(
+                data[st.data],
+                batch_size=lab.batch_size,
+                shuffle=True,
+                drop_last=True,
+                num_workers=lab.workers,
+                generator=g,
+            )
+            distiller.train()
+            sums: dict[str, float] = {}
+            bar = tqdm(
+                total=steps, desc=f"{cfg.method} stage {si + 1} ({st.stage}) epoch {epoch + 1}", disable=not progress
+            )
+            for i, batch in enumerate(loader):
+                if i >= steps:
+                    break
+                for grp in optimizer.param_groups:
+                    grp["lr"] = st.lr * lr_factor(epoch * steps + i, st.epochs * steps, steps // 2)
+                batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
+                _, losses = distiller.forward_train(batch, st.stage, step_global)
+                optimizer.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                optimizer.step()
+                step_global += 1
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                bar.update(1)
+            bar.close()
+            z = predict_paths(student, [r.path for r in val_ds.rows], eval_tf, cfg.eval.batch_size)
+            v = srcc(z, val_ds.mos_array()) if np.ptp(z) > 0 else 0.0
+            record = {
+                "stage": si,
+                "kind": st.stage,
+                "epoch": epoch,
+                "val_srcc": v,
+                **{f"train_{k}": s / max(1, steps) for k, s in sums.items()},
+            }
+            history.append(record)
+            print(json.dumps(record))
+            extra = {"distill_config": asdict(cfg), "metrics": record}
+            if v > best["srcc"]:
+                best = {"srcc": v, "stage": si, "epoch": epoch}
+                save_model(student, out / "best", extra)
+            save_model(student, out / "last", extra)
+            save_file(
+                {k: t.contiguous() for k, t in _learnable_state(distiller).items()},
+                str(out / "last" / "distiller.safetensors"),
+            )
+            save_train_state(out / "last", optimizer, {"stage": si, "epoch": epoch, "history": history, "best": best})
+    summary = {
+        "method": cfg.method,
+        "student": student.name,
+        "best": best,
+        "out_dir": str(out),
+        "wall_seconds": round(time.time() - t_start, 1),
+        "stages": len(cfg.stages),
+        "total_steps": step_global,
+        "params": student.num_params(),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
