@@ -146,16 +146,21 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def fit(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Trains one model; returns a summary (best epoch, validation metrics, paths, wall time)."""
-    t_start = time.time()
+def prepare_run(cfg, config_name: str) -> tuple[torch.device, Path]:
+    """Threads, seeds and device from a run config; creates ``cfg.out_dir`` and records the config."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    (out / config_name).write_text(json.dumps(asdict(cfg), indent=2))
+    return resolve_device(cfg.device), out
+
+
+def fit(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Trains one model; returns a summary (best epoch, validation metrics, paths, wall time)."""
+    t_start = time.time()
+    device, out = prepare_run(cfg, "train_config.json")
 
     # Data: the validation split is carved out of train (never out of test).
     ds = get_dataset(cfg.data.dataset, cfg.data.root, split_index=cfg.data.split_index, seed=cfg.data.split_seed)

@@ -62,18 +62,29 @@ def predict_paths(
     )
     out = np.zeros(len(paths), dtype=np.float64)
     for items in tqdm(loader, desc="predict", disable=not progress, unit="batch"):
-        by_shape: dict[tuple, list] = {}
-        for idx, views in items:
-            by_shape.setdefault(tuple(views.shape[1:]), []).append((idx, views))
-        for group in by_shape.values():
-            x = torch.cat([v for _, v in group]).to(device)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            z = model(x).float().cpu()
-            start = 0
-            for idx, views in group:
-                out[idx] = z[start : start + len(views)].mean().item()
-                start += len(views)
+        for idx, z in forward_views(model, items, device, channels_last).items():
+            out[idx] = z.mean().item()
+    return out
+
+
+def forward_views(model, items: list[tuple[int, torch.Tensor]], device, channels_last: bool = False) -> dict:
+    """Runs ``(key, views (V,3,h,w))`` pairs through ``model``, batching views of equal size together.
+
+    Returns ``key → normalised scores of its V views`` (CPU tensor).
+    """
+    by_shape: dict[tuple, list] = {}
+    for key, views in items:
+        by_shape.setdefault(tuple(views.shape[1:]), []).append((key, views))
+    out = {}
+    for group in by_shape.values():
+        x = torch.cat([v for _, v in group]).to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        z = model(x).float().cpu()
+        start = 0
+        for key, views in group:
+            out[key] = z[start : start + len(views)]
+            start += len(views)
     return out
 
 

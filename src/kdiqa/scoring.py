@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .data.io import ImageLoadError, is_image_file, load_image
 from .data.transforms import EvalTransform
+from .evaluation import forward_views
 from .models.iqa import IQAModel
 
 
@@ -94,20 +95,11 @@ def score_paths(
     bar = tqdm(total=len(paths), desc="score", unit="img", disable=not progress, file=sys.stderr)
     with torch.no_grad():
         for items in loader:
-            done: list[tuple[int, ScoreResult]] = []
-            by_shape: dict[tuple, list] = {}
-            for i, views, err in items:
-                if err is not None:
-                    done.append((i, ScoreResult(paths[i], error=err)))
-                else:
-                    by_shape.setdefault(tuple(views.shape[1:]), []).append((i, views))
-            for group in by_shape.values():
-                z = model(torch.cat([v for _, v in group]).to(device)).float().cpu()
-                start = 0
-                for i, views in group:
-                    s = model.to_output_scale(z[start : start + len(views)].mean()).item()
-                    done.append((i, ScoreResult(paths[i], score=s)))
-                    start += len(views)
+            done = [(i, ScoreResult(paths[i], error=err)) for i, _, err in items if err is not None]
+            scores = forward_views(model, [(i, v) for i, v, err in items if err is None], device)
+            done += [
+                (i, ScoreResult(paths[i], score=model.to_output_scale(z.mean()).item())) for i, z in scores.items()
+            ]
             for i, r in sorted(done, key=lambda t: t[0]):
                 results[i] = r
                 if on_result:

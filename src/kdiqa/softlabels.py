@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .data.pools import PoolItem, PoolViews, pool_fingerprint
+from .evaluation import forward_views
 from .models.iqa import IQAModel
 
 SCHEMA = """
@@ -130,33 +131,27 @@ def pseudo_label(
             break
         ok = [(i, v, bx) for i, v, bx, err in batch if err is None]
         rows, fails = [], [(i, by_id[i].path, err) for i, _, _, err in batch if err is not None]
-        by_shape: dict[tuple, list] = {}
-        for entry in ok:
-            by_shape.setdefault(tuple(entry[1].shape[1:]), []).append(entry)
-        for group in by_shape.values():
-            tf = time.perf_counter()
-            z = teacher(torch.cat([v for _, v, _ in group]).to(device)).float().cpu().numpy()
-            forward_s += time.perf_counter() - tf
-            start = 0
-            for item_id, v, boxes in group:
-                s = z[start : start + len(v)]
-                start += len(v)
-                it = by_id[item_id]
-                rows.append(
-                    (
-                        item_id,
-                        it.path,
-                        it.dist_type,
-                        it.dist_level,
-                        it.dist_seed,
-                        it.split,
-                        json.dumps(boxes),
-                        json.dumps([float(x) for x in s]),
-                        float(s.mean()),
-                        float(s.std()),
-                        len(s),
-                    )
+        tf = time.perf_counter()
+        scores = forward_views(teacher, [(i, v) for i, v, _ in ok], device)
+        forward_s += time.perf_counter() - tf
+        for item_id, _, boxes in ok:
+            s = scores[item_id].numpy()
+            it = by_id[item_id]
+            rows.append(
+                (
+                    item_id,
+                    it.path,
+                    it.dist_type,
+                    it.dist_level,
+                    it.dist_seed,
+                    it.split,
+                    json.dumps(boxes),
+                    json.dumps([float(x) for x in s]),
+                    float(s.mean()),
+                    float(s.std()),
+                    len(s),
                 )
+            )
         with conn:  # one transaction per batch: a kill leaves whole batches or nothing
             conn.executemany("INSERT INTO labels VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
             conn.executemany("INSERT INTO failures VALUES (?,?,?)", fails)

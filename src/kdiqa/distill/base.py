@@ -102,6 +102,23 @@ class Distiller(nn.Module):
         return self.student(x)
 
 
+class FeatureDistiller(Distiller):
+    """A method whose ``soft``/``joint`` stages add feature losses to the score losses; its ``task``
+    stage fine-tunes on MOS alone. Subclasses implement :meth:`feature_losses`."""
+
+    def feature_losses(self, s_feats: list, t_feats: list, step: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def stage_losses(self, batch: dict, stage: str, step: int) -> tuple[torch.Tensor, dict]:
+        x = batch["image"]
+        if stage == "task":
+            pred = self.student(x)
+            return pred, self.score_losses(pred, batch, None, stage)
+        soft, t_feats = self.teacher_forward(x)
+        pred, s_feats = self.student.forward_intermediates(x)
+        return pred, {**self.score_losses(pred, batch, soft, stage), **self.feature_losses(s_feats, t_feats, step)}
+
+
 def build_distiller(method: str, student: IQAModel, teacher: IQAModel | None, cfg: DistillConfig | None = None):
     """A registered method's Distiller ("none", "response", "hints", "review")."""
     from . import methods  # noqa: F401  (registers the methods)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +23,7 @@ from ..checkpoint import load_train_state, save_model, save_train_state
 from ..data.datasets import TorchIQADataset, get_dataset
 from ..data.pools import PoolConfig, PoolItem, build_items
 from ..data.transforms import EvalTransform, TrainTransform
-from ..engine import DataSection, EvalSection, lr_factor, resolve_device, seed_everything
+from ..engine import DataSection, EvalSection, lr_factor, prepare_run
 from ..evaluation import predict_paths
 from ..hub import load
 from ..metrics import srcc
@@ -81,13 +80,7 @@ def _learnable_state(distiller) -> dict[str, torch.Tensor]:
 def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
     """Runs every stage of ``cfg``; returns a summary with the best validation SRCC."""
     t_start = time.time()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "distill_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    device, out = prepare_run(cfg, "distill_config.json")
 
     lab = cfg.labelled
     ds = get_dataset(lab.dataset, lab.root, split_index=lab.split_index, seed=lab.split_seed)

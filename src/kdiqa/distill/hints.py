@@ -6,12 +6,12 @@ import torch
 from torch import nn
 
 from .adapters import ConvBNAdapter, probe_features
-from .base import DISTILLERS, DistillConfig, Distiller
+from .base import DISTILLERS, DistillConfig, FeatureDistiller
 from .losses import hint_loss
 
 
 @DISTILLERS.register("hints")
-class HintDistill(Distiller):
+class HintDistill(FeatureDistiller):
     """Stage ``soft``/``joint``: soft labels + hint losses between teacher middle layers and the
     student's layers at corresponding positions, through 1×1 conv + BN adapters; stage ``task``
     fine-tunes on MOS (adapters unused).
@@ -30,17 +30,9 @@ class HintDistill(Distiller):
                 )
         self.adapters = nn.ModuleList(ConvBNAdapter(s_shapes[si][0], t_shapes[ti][0]) for ti, si in cfg.hint_pairs)
 
-    def stage_losses(self, batch: dict, stage: str, step: int) -> tuple[torch.Tensor, dict]:
-        x = batch["image"]
-        if stage == "task":
-            pred = self.student(x)
-            return pred, self.score_losses(pred, batch, None, stage)
-        soft, t_feats = self.teacher_forward(x)
-        pred, s_feats = self.student.forward_intermediates(x)
-        losses = self.score_losses(pred, batch, soft, stage)
+    def feature_losses(self, s_feats: list, t_feats: list, step: int) -> dict[str, torch.Tensor]:
         hint = sum(
             hint_loss(a(s_feats[si]), t_feats[ti])
             for a, (ti, si) in zip(self.adapters, self.cfg.hint_pairs, strict=True)
         )
-        losses["hint"] = self.cfg.hint_weight * hint / len(self.adapters)
-        return pred, losses
+        return {"hint": self.cfg.hint_weight * hint / len(self.adapters)}

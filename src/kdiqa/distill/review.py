@@ -6,12 +6,12 @@ import torch
 from torch import nn
 
 from .adapters import ABF, probe_features
-from .base import DISTILLERS, DistillConfig, Distiller
+from .base import DISTILLERS, DistillConfig, FeatureDistiller
 from .losses import hcl_loss, rkd_angle_loss, rkd_distance_loss, similarity_preserving_loss
 
 
 @DISTILLERS.register("review")
-class ReviewDistill(Distiller):
+class ReviewDistill(FeatureDistiller):
     """Student stages are fused deepest first by ABF modules, so each fused output carries the
     deeper student features down to a shallower level, where it is compared with the teacher's map
     of that level by the hierarchical context loss: shallow teacher levels supervise the student's
@@ -44,17 +44,10 @@ class ReviewDistill(Distiller):
         s_emb, t_emb = s.mean((2, 3)), t.mean((2, 3))
         return rkd_distance_loss(s_emb, t_emb) + 2.0 * rkd_angle_loss(s_emb, t_emb)
 
-    def stage_losses(self, batch: dict, stage: str, step: int) -> tuple[torch.Tensor, dict]:
-        x = batch["image"]
-        if stage == "task":
-            pred = self.student(x)
-            return pred, self.score_losses(pred, batch, None, stage)
-        soft, t_feats = self.teacher_forward(x)
-        pred, s_feats = self.student.forward_intermediates(x)
-        losses = self.score_losses(pred, batch, soft, stage)
+    def feature_losses(self, s_feats: list, t_feats: list, step: int) -> dict[str, torch.Tensor]:
         warm = 1.0 if not self.cfg.review_warmup_steps else min(1.0, step / self.cfg.review_warmup_steps)
         hcl = sum(hcl_loss(o, t) for o, t in zip(self.review(s_feats), t_feats, strict=True))
-        losses["review"] = self.cfg.review_weight * warm * hcl
-        if self.cfg.relation != "none" and self.cfg.relation_weight and len(x) > 2:
-            losses["relation"] = self.cfg.relation_weight * self.relation(s_feats, t_feats)
-        return pred, losses
+        out = {"review": self.cfg.review_weight * warm * hcl}
+        if self.cfg.relation != "none" and self.cfg.relation_weight and len(s_feats[-1]) > 2:
+            out["relation"] = self.cfg.relation_weight * self.relation(s_feats, t_feats)
+        return out
