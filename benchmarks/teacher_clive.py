@@ -82,6 +82,7 @@ def main() -> None:
 
     if args.bundle:
         model.cfg.eval_mode, model.cfg.eval_crop, model.cfg.eval_n_crops = MODES[chosen][0], crop, MODES[chosen][1] or 5
+        model.cfg.eval_max_short = 500  # CLIVE's resolution: larger photos are downscaled before scoring
         extra = {
             "trained_on": "CLIVE train (LIVE In the Wild Challenge)",
             "train_command": args.command,

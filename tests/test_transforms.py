@@ -30,6 +30,8 @@ def test_eval_modes():
     assert EvalTransform("center", 32)(img).shape == (1, 3, 32, 32)
     assert EvalTransform("crops", 32, 5)(img).shape == (10, 3, 32, 32)
     assert EvalTransform("crops", 32, 3, flip=False)(img).shape == (3, 3, 32, 32)
+    assert EvalTransform("full", max_short=20)(img).shape == (1, 3, 20, 25)  # downscaled
+    assert EvalTransform("full", max_short=64)(img).shape == (1, 3, 40, 50)  # never upscaled
     with pytest.raises(ValueError, match="eval mode"):
         EvalTransform("mean")
 

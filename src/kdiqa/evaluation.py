@@ -37,7 +37,9 @@ def eval_transform_for(
     model: IQAModel, mode: str | None = None, crop: int | None = None, n_crops: int | None = None
 ) -> EvalTransform:
     c = model.cfg
-    return EvalTransform(mode or c.eval_mode, crop or c.eval_crop, n_crops or c.eval_n_crops)
+    return EvalTransform(
+        mode or c.eval_mode, crop or c.eval_crop, n_crops or c.eval_n_crops, max_short=c.eval_max_short
+    )
 
 
 @torch.no_grad()

@@ -88,6 +88,8 @@ class EvalTransform:
         crop: crop size for ``center``/``crops``.
         n_crops: number of crops for ``crops`` (1–5: centre first, then corners).
         resize: optional shorter-side resize applied first.
+        max_short: downscale (never upscale) so the shorter side is at most this, e.g. to bring
+            12-megapixel photos to the resolution a model was trained at.
         flip: add mirrored views in ``crops`` mode.
 
     Example:
@@ -99,16 +101,26 @@ class EvalTransform:
     MODES = ("full", "center", "crops")
 
     def __init__(
-        self, mode: str = "full", crop: int = 384, n_crops: int = 5, resize: int | None = None, flip: bool = True
+        self,
+        mode: str = "full",
+        crop: int = 384,
+        n_crops: int = 5,
+        resize: int | None = None,
+        flip: bool = True,
+        max_short: int | None = None,
     ) -> None:
         if mode not in self.MODES:
             raise ValueError(f"eval mode must be one of {self.MODES}, got {mode!r}")
         if not 1 <= n_crops <= 5:
             raise ValueError(f"n_crops must be in 1..5, got {n_crops}")
         self.mode, self.crop, self.n_crops, self.resize, self.flip = mode, crop, n_crops, resize, flip
+        self.max_short = max_short
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        t = TF.to_dtype(TF.to_image(_resize_short(img, self.resize)), torch.float32, scale=True)
+        img = _resize_short(img, self.resize)
+        if self.max_short and min(img.size) > self.max_short:
+            img = _resize_short(img, self.max_short)
+        t = TF.to_dtype(TF.to_image(img), torch.float32, scale=True)
         if self.mode == "full":
             return t[None]
         t = _pad_to(t, self.crop)

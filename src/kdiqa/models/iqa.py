@@ -33,6 +33,7 @@ class ModelConfig:
     eval_mode: str = "full"  # default test-time transform: full | center | crops
     eval_crop: int = 384
     eval_n_crops: int = 5
+    eval_max_short: int | None = None  # downscale larger images to this shorter side before scoring
     backbone_kwargs: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -133,11 +134,12 @@ class IQAModel(nn.Module):
 
         Returns the score on the model's output scale (e.g. MOS 0–100 for a CLIVE-trained model).
         """
-        from ..data.transforms import EvalTransform, as_pil
+        from ..data.transforms import as_pil
+        from ..evaluation import eval_transform_for
 
         was_training = self.training
         self.eval()
-        tf = EvalTransform(mode or self.cfg.eval_mode, self.cfg.eval_crop, self.cfg.eval_n_crops)
+        tf = eval_transform_for(self, mode)
         views = tf(as_pil(image))
         device = next(self.parameters()).device
         z = self(views.to(device)).mean()
