@@ -98,3 +98,20 @@ def test_create_model_imagenet_init_changes_backbone():
 
     src = load_lite_package_state_dict("tf_efficientnet_lite0")
     assert torch.equal(m.backbone.conv_stem.weight, src["_conv_stem.weight"])
+
+
+def test_average_checkpoints(tmp_path):
+    from kdiqa.checkpoint import average_checkpoints
+
+    torch.manual_seed(0)
+    a, b = kdiqa.create_model("iqa_test_tiny"), kdiqa.create_model("iqa_test_tiny")
+    save_model(a, tmp_path / "a")
+    save_model(b, tmp_path / "b")
+    soup = load_model(average_checkpoints([tmp_path / "a", tmp_path / "b"], tmp_path / "soup", [0.25, 0.75]))
+    w = soup.head.fc1.weight
+    assert torch.allclose(w, 0.25 * a.head.fc1.weight + 0.75 * b.head.fc1.weight, atol=1e-6)
+    save_model(kdiqa.create_model("iqa_lcnet_050"), tmp_path / "c")
+    with pytest.raises(ValueError, match="different architectures"):
+        average_checkpoints([tmp_path / "a", tmp_path / "c"], tmp_path / "bad")
+    with pytest.raises(ValueError, match="summing to 1"):
+        average_checkpoints([tmp_path / "a", tmp_path / "b"], tmp_path / "bad", [0.5, 0.6])

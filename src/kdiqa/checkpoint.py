@@ -105,3 +105,28 @@ def load_train_state(folder: str | Path, optimizer: torch.optim.Optimizer) -> di
         state.setdefault(int(pid), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": payload.pop("param_groups")})
     return payload
+
+
+def average_checkpoints(folders: list[str | Path], out: str | Path, weights: list[float] | None = None) -> Path:
+    """A "model soup" (Wortsman et al., ICML 2022): the weighted mean of the parameters of
+    checkpoints of one architecture fine-tuned from the same initialisation. BatchNorm statistics are
+    averaged too; integer buffers (``num_batches_tracked``) are taken from the first checkpoint.
+    """
+    if len(folders) < 2:
+        raise ValueError("averaging needs at least two checkpoints")
+    configs = [read_config(f)["kdiqa_model"] for f in folders]
+    if any(c["arch"] != configs[0]["arch"] for c in configs):
+        raise ValueError(f"checkpoints have different architectures: {[c['arch'] for c in configs]}")
+    w = weights or [1.0 / len(folders)] * len(folders)
+    if len(w) != len(folders) or abs(sum(w) - 1.0) > 1e-6:
+        raise ValueError(f"need one weight per checkpoint, summing to 1; got {w}")
+    states = [load_file(str(Path(f) / WEIGHTS_NAME)) for f in folders]
+    if any(set(s) != set(states[0]) for s in states):
+        raise ValueError("checkpoints have different parameter names")
+    soup = {
+        k: sum(wi * s[k].double() for wi, s in zip(w, states, strict=True)).to(v.dtype) if v.is_floating_point() else v
+        for k, v in states[0].items()
+    }
+    model = IQAModel(ModelConfig.from_dict(configs[0]))
+    model.load_state_dict(soup)
+    return save_model(model, out, {"averaged_from": [str(f) for f in folders], "weights": w})

@@ -155,6 +155,13 @@ def _cmd_distill(args) -> int:
     return 0
 
 
+def _cmd_average(args) -> int:
+    from .checkpoint import average_checkpoints
+
+    print(average_checkpoints(args.checkpoints, args.out, args.weights))
+    return 0
+
+
 def _cmd_merge_labels(args) -> int:
     from .softlabels import merge_shards
 
@@ -276,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_cmd_distill)
+
+    p = sub.add_parser("average", help="average the weights of checkpoints of one architecture (model soup)")
+    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--weights", type=float, nargs="+", help="one weight per checkpoint (default: equal)")
+    p.set_defaults(fn=_cmd_average)
 
     p = sub.add_parser("merge-labels", help="merge pseudo-label shards after checking completeness")
     p.add_argument("shards", nargs="+")
