@@ -32,6 +32,7 @@ from .models.zoo import create_model
 class ModelSection:
     name: str = "iqa_effnet_lite2"
     pretrained: str = "imagenet"  # none | imagenet | hub
+    init: str | None = None  # start from this checkpoint folder instead (fine-tuning a trained model)
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept frozen (BN in eval)
     head_hidden: int = 256
     head_dropout: float = 0.1
@@ -181,6 +182,11 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
         eval_crop=cfg.eval.crop,
         eval_n_crops=cfg.eval.n_crops,
     ).to(device)
+    if cfg.model.init:
+        start = load_model(cfg.model.init)
+        if start.cfg.arch != model.cfg.arch:
+            raise ValueError(f"model.init {cfg.model.init} is a {start.cfg.arch}, not a {model.cfg.arch}")
+        model.load_state_dict(start.state_dict())
     frozen = _freeze(model, cfg.model.freeze)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

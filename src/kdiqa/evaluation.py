@@ -50,14 +50,18 @@ def predict_paths(
     batch_size: int = 8,
     workers: int = 0,
     progress: bool = False,
-    channels_last: bool = False,
+    channels_last: bool = True,
 ) -> np.ndarray:
     """Normalised predictions (higher = better), one per path, each the mean over its views.
 
     Views of equal size are batched together (up to ``batch_size`` images per forward); images of
-    other sizes are run separately, so full-image evaluation works on mixed sizes.
+    other sizes are run separately, so full-image evaluation works on mixed sizes. With
+    ``channels_last`` the model and inputs use NHWC memory, which is markedly faster for these CNNs
+    on CPUs (the model is converted in place).
     """
     model.eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     device = next(model.parameters()).device
     loader = DataLoader(
         _ViewsDataset(paths, transform), batch_size=batch_size, num_workers=workers, collate_fn=_collate
