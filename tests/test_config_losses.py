@@ -51,3 +51,16 @@ def test_lr_schedule():
     assert lr_factor(10, 100, 10) == pytest.approx(1.0)
     assert lr_factor(55, 100, 10) == pytest.approx(0.5)
     assert lr_factor(100, 100, 10) == pytest.approx(0.0)
+
+
+def test_freeze_prefixes_respect_name_boundaries():
+    from kdiqa.engine import _freeze, _set_train_mode
+    from kdiqa.models.zoo import create_model
+
+    m = create_model("iqa_test_tiny")
+    frozen = _freeze(m, ["backbone.blocks.1"])
+    assert frozen and all(n.startswith("backbone.blocks.1.") for n in frozen)
+    _set_train_mode(m, ["backbone.blocks.1"])
+    assert not m.backbone.blocks[1].training and m.backbone.blocks[2].training and m.head.training
+    with pytest.raises(ValueError, match="match no parameter"):
+        _freeze(m, ["backbone.block"])

@@ -194,7 +194,8 @@ def _cmd_list_datasets(args) -> int:
     from .data.datasets import DATASETS
 
     for name in DATASETS.names():
-        print(f"{name}\t{(DATASETS.get(name).__doc__ or '').strip().splitlines()[0]}")
+        summary = " ".join((DATASETS.get(name).__doc__ or "").strip().split("\n\n")[0].split())
+        print(f"{name}\t{summary}")
     print("csv:PATH\ta CSV with columns image,mos[,std,split]")
     return 0
 

@@ -106,10 +106,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _under(name: str, prefixes: list[str]) -> bool:
+    """``name`` is one of the dotted ``prefixes`` or inside one (``blocks.1`` does not cover ``blocks.10``)."""
+    return any(name == pre or name.startswith(pre.rstrip(".") + ".") for pre in prefixes)
+
+
 def _freeze(model: torch.nn.Module, prefixes: list[str]) -> list[str]:
     frozen = []
     for name, p in model.named_parameters():
-        if any(name.startswith(pre) for pre in prefixes):
+        if _under(name, prefixes):
             p.requires_grad_(False)
             frozen.append(name)
     if prefixes and not frozen:
@@ -121,7 +126,7 @@ def _set_train_mode(model: torch.nn.Module, prefixes: list[str]) -> None:
     """Train mode, except modules under frozen prefixes (their BatchNorm statistics stay fixed)."""
     model.train()
     for name, module in model.named_modules():
-        if any(name.startswith(pre.rstrip(".")) for pre in prefixes) and name:
+        if name and _under(name, prefixes):
             module.eval()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from .checkpoint import CONFIG_NAME, load_model
@@ -56,6 +57,11 @@ def load(model: str | Path = "default", device: str = "cpu") -> IQAModel:
     if path.is_dir():
         return load_model(path, map_location=device).to(device).eval()
     if key in MODELS:
+        warnings.warn(
+            f"{key!r} is an architecture name: the model has random weights and its scores mean nothing. "
+            "Use 'default', a bundled model or a checkpoint folder for real scores.",
+            stacklevel=2,
+        )
         return create_model(key).to(device).eval()
     if path.exists():
         raise ValueError(f"{path} is not a kdiqa checkpoint folder (config.json + model.safetensors)")
