@@ -148,3 +148,14 @@ threads: 1
     assert main(["distill", "--config", str(cfg), "--quiet"]) == 0  # finished: resumes and does nothing
     assert "resumed from" in capsys.readouterr().out
     assert (tmp_path / "run" / "last" / "train_state.json").read_text() == history
+
+
+def test_relative_feature_norm_is_scale_free():
+    student, teacher = _models()
+    d = build_distiller("hints", student, teacher, DistillConfig(hint_pairs=[[3, 3]]))
+    t = torch.full((2, 4, 3, 3), 10.0)
+    s = torch.zeros(2, 4, 3, 3)
+    assert d.scaled(hint_loss(s, t), t).item() == pytest.approx(1.0, rel=1e-4)  # 100 / 100
+    assert d.scaled(hint_loss(s, 100 * t), 100 * t).item() == pytest.approx(1.0, rel=1e-4)
+    d.cfg.feature_norm = "none"
+    assert d.scaled(hint_loss(s, t), t).item() == pytest.approx(100.0)

@@ -34,6 +34,11 @@ class DistillConfig:
     review_warmup_steps: int = 0
     relation: str = "rkd"  # rkd | sp | none
     relation_weight: float = 1.0
+    # "relative": divide each feature loss by the teacher map's mean square (detached). The teacher's
+    # stage maps are unnormalised and their energy differs by orders of magnitude between stages
+    # and backbones, so the plain MSE of FitNets/ReviewKD would swamp the score losses. "none": as
+    # in the papers.
+    feature_norm: str = "relative"
 
 
 class Distiller(nn.Module):
@@ -105,6 +110,14 @@ class Distiller(nn.Module):
 class FeatureDistiller(Distiller):
     """A method whose ``soft``/``joint`` stages add feature losses to the score losses; its ``task``
     stage fine-tunes on MOS alone. Subclasses implement :meth:`feature_losses`."""
+
+    def scaled(self, loss: torch.Tensor, teacher_map: torch.Tensor) -> torch.Tensor:
+        """``loss`` divided by the teacher map's energy when ``cfg.feature_norm == "relative"``."""
+        if self.cfg.feature_norm == "none":
+            return loss
+        if self.cfg.feature_norm != "relative":
+            raise ValueError(f"feature_norm must be relative or none, got {self.cfg.feature_norm!r}")
+        return loss / (teacher_map.detach().pow(2).mean() + 1e-6)
 
     def feature_losses(self, s_feats: list, t_feats: list, step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -46,7 +46,7 @@ class ReviewDistill(FeatureDistiller):
 
     def feature_losses(self, s_feats: list, t_feats: list, step: int) -> dict[str, torch.Tensor]:
         warm = 1.0 if not self.cfg.review_warmup_steps else min(1.0, step / self.cfg.review_warmup_steps)
-        hcl = sum(hcl_loss(o, t) for o, t in zip(self.review(s_feats), t_feats, strict=True))
+        hcl = sum(self.scaled(hcl_loss(o, t), t) for o, t in zip(self.review(s_feats), t_feats, strict=True))
         out = {"review": self.cfg.review_weight * warm * hcl}
         if self.cfg.relation != "none" and self.cfg.relation_weight and len(s_feats[-1]) > 2:
             out["relation"] = self.cfg.relation_weight * self.relation(s_feats, t_feats)
