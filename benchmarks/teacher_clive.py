@@ -57,7 +57,7 @@ def main() -> None:
     candidates = args.candidates or [str(run / "best")]
     crop = cfg.data.crop
 
-    ds = get_dataset("clive", args.root).carve_val(cfg.data.val_fraction, seed=cfg.seed)
+    ds = get_dataset("clive", args.root).carve_val(cfg.data.val_fraction, seed=cfg.data.val_seed)
     val, test = ds.subset("val"), ds.subset("test")
     t0 = time.time()
     val_results: dict[str, dict] = {}

@@ -45,6 +45,7 @@ class DataSection:
     split_index: int = 0
     split_seed: int = 0
     val_fraction: float = 0.15
+    val_seed: int = 0  # which images form the validation split (kept fixed across training seeds)
     crop: int = 384
     resize: int | None = None
     batch_size: int = 16
@@ -170,7 +171,7 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
 
     # Data: the validation split is carved out of train (never out of test).
     ds = get_dataset(cfg.data.dataset, cfg.data.root, split_index=cfg.data.split_index, seed=cfg.data.split_seed)
-    ds = ds.carve_val(cfg.data.val_fraction, seed=cfg.seed) if cfg.data.val_fraction > 0 else ds
+    ds = ds.carve_val(cfg.data.val_fraction, seed=cfg.data.val_seed) if cfg.data.val_fraction > 0 else ds
     train_ds, val_ds = ds.subset("train"), ds.subset("val") if cfg.data.val_fraction > 0 else None
     train_set = TorchIQADataset(train_ds, TrainTransform(cfg.data.crop, cfg.data.resize), cfg.data.repeat)
     eval_tf = EvalTransform(cfg.eval.mode, cfg.eval.crop, cfg.eval.n_crops, cfg.data.resize)

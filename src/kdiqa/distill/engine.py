@@ -84,7 +84,7 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
 
     lab = cfg.labelled
     ds = get_dataset(lab.dataset, lab.root, split_index=lab.split_index, seed=lab.split_seed)
-    ds = ds.carve_val(lab.val_fraction, seed=cfg.seed)
+    ds = ds.carve_val(lab.val_fraction, seed=lab.val_seed)
     train_ds, val_ds = ds.subset("train"), ds.subset("val")
     tf = TrainTransform(lab.crop, lab.resize)
     needs_pool = any(s.data in ("pool", "both") for s in cfg.stages)
