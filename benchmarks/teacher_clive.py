@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--command", default="", help="the command(s) that trained the candidates (recorded)")
     ap.add_argument("--bundle", help="also write the chosen checkpoint, with the chosen eval mode, here")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--previous", help="an earlier output JSON whose validation results join the selection")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     run = Path(args.run)
@@ -61,6 +62,8 @@ def main() -> None:
     val, test = ds.subset("val"), ds.subset("test")
     t0 = time.time()
     val_results: dict[str, dict] = {}
+    if args.previous:  # validation figures are deterministic: no need to recompute them
+        val_results.update(json.loads(Path(args.previous).read_text())["val"])
     for cand in candidates:
         model = load_model(cand)
         for mode in args.modes:
