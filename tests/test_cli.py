@@ -114,6 +114,12 @@ def test_score_csv_resume(rated_folder, tmp_path, capsys):
     assert "4 image(s) already scored" in capsys.readouterr().err
     rows = list(csv.DictReader(out.read_text().splitlines()))
     assert len(rows) == 24 and len({r["path"] for r in rows}) == 24
+    # without --resume the file starts afresh (no duplicated rows)
+    assert main(["score", *map(str, first), "--model", "iqa_test_tiny", "--output", str(out), "--quiet"]) == 0
+    assert len(list(csv.DictReader(out.read_text().splitlines()))) == 4
+    assert main(["score", str(first[0]), "--model", "iqa_test_tiny", "--output", str(tmp_path / "x.txt")]) == 2
+    assert main(["score", str(first[0]), "--model", "iqa_test_tiny", "--resume"]) == 2
+    assert "--resume needs a .csv" in capsys.readouterr().err
 
 
 def test_cli_user_errors_are_one_line(tmp_path, capsys):

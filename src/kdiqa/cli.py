@@ -51,11 +51,17 @@ def _cmd_score(args) -> int:
     from .hub import load
     from .scoring import CsvSink, collect_paths, score_paths, write_json
 
+    if args.output and not args.output.endswith((".csv", ".json")):
+        print(f"kdiqa score: error: --output must end with .csv or .json, got {args.output}", file=sys.stderr)
+        return 2
+    if args.resume and not (args.output or "").endswith(".csv"):
+        print("kdiqa score: error: --resume needs a .csv --output", file=sys.stderr)
+        return 2
     paths, failures = collect_paths(args.paths)
     model = load(args.model, device=args.device)
     sink = None
     if args.output and args.output.endswith(".csv"):
-        sink = CsvSink(args.output)
+        sink = CsvSink(args.output, append=args.resume)
         if args.resume:
             done = sink.done()
             skipped = len([p for p in paths if p in done])
@@ -80,9 +86,6 @@ def _cmd_score(args) -> int:
     results_all = results + failures
     if args.output and args.output.endswith(".json"):
         write_json(results_all, args.output, model.name)
-    elif args.output and not args.output.endswith(".csv"):
-        print(f"error: --output must end with .csv or .json, got {args.output}", file=sys.stderr)
-        return 2
     if not args.output:
         for r in results:
             if r.score is not None:

@@ -114,11 +114,12 @@ class CsvSink:
 
     FIELDS = ("path", "score", "error")
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, append: bool = False) -> None:
+        """``append``: keep the rows already in ``path`` (resume); otherwise start a new file."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self.fh = open(self.path, "a", newline="")  # noqa: SIM115  (kept open while a job streams rows)
+        new = not append or not self.path.exists() or self.path.stat().st_size == 0
+        self.fh = open(self.path, "w" if new else "a", newline="")  # noqa: SIM115  (kept open while rows stream)
         self.writer = csv.writer(self.fh)
         if new:
             self.writer.writerow(self.FIELDS)
