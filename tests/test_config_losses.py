@@ -64,3 +64,40 @@ def test_freeze_prefixes_respect_name_boundaries():
     assert not m.backbone.blocks[1].training and m.backbone.blocks[2].training and m.head.training
     with pytest.raises(ValueError, match="match no parameter"):
         _freeze(m, ["backbone.block"])
+
+
+def test_validation_srcc_is_signed_so_anti_correlated_models_lose(rated_folder, tmp_path, monkeypatch):
+    import dataclasses
+    import json
+
+    from kdiqa.config import from_dict
+    from kdiqa.engine import fit
+    from kdiqa.models.iqa import IQAModel
+
+    cfg = from_dict(
+        TrainConfig,
+        {
+            "model": {"name": "iqa_test_tiny", "pretrained": "none"},
+            "data": {
+                "dataset": f"csv:{rated_folder / 'labels.csv'}",
+                "crop": 48,
+                "batch_size": 4,
+                "workers": 0,
+                "val_fraction": 0.4,
+            },
+            "optim": {"epochs": 1, "lr": 0.0},
+            "eval": {"mode": "center", "crop": 48},
+            "threads": 1,
+            "channels_last": False,
+        },
+    )
+
+    def val_srcc(out):
+        fit(dataclasses.replace(cfg, out_dir=str(out)), progress=False)
+        return json.loads((out / "history.jsonl").read_text().splitlines()[0])["val_srcc"]
+
+    plain = val_srcc(tmp_path / "plain")
+    original = IQAModel.forward
+    monkeypatch.setattr(IQAModel, "forward", lambda self, x: -original(self, x))  # same model, sign flipped
+    flipped = val_srcc(tmp_path / "flipped")
+    assert plain != 0 and flipped == pytest.approx(-plain, abs=1e-9)

@@ -263,8 +263,9 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
             z = predict_paths(
                 model, [r.path for r in val_ds.rows], eval_tf, cfg.eval.batch_size, channels_last=cfg.channels_last
             )
-            mos = val_ds.mos_array()
-            record.update(val_srcc=abs(srcc(z, mos)), val_plcc=abs(plcc(z, mos)))
+            # Signed, against MOS normalised to higher = better: an anti-correlated model must not win.
+            target = val_ds.normalize(val_ds.mos_array())
+            record.update(val_srcc=srcc(z, target), val_plcc=plcc(z, target))
         history.append(record)
         print(json.dumps(record))
         with open(out / "history.jsonl", "a") as fh:

@@ -29,7 +29,8 @@ class _ViewsDataset(Dataset):
         return i, self.transform(load_image(self.paths[i]))
 
 
-def _collate(items):
+def collate_list(items):
+    """Keeps a batch as a list (views of different sizes cannot be stacked); picklable for workers."""
     return items
 
 
@@ -56,15 +57,15 @@ def predict_paths(
 
     Views of equal size are batched together (up to ``batch_size`` images per forward); images of
     other sizes are run separately, so full-image evaluation works on mixed sizes. With
-    ``channels_last`` the model and inputs use NHWC memory, which is markedly faster for these CNNs
-    on CPUs (the model is converted in place).
+    ``channels_last`` the model and inputs use NHWC memory, the layout these CNNs are trained in
+    here (the model is converted in place).
     """
     model.eval()
     if channels_last:
         model.to(memory_format=torch.channels_last)
     device = next(model.parameters()).device
     loader = DataLoader(
-        _ViewsDataset(paths, transform), batch_size=batch_size, num_workers=workers, collate_fn=_collate
+        _ViewsDataset(paths, transform), batch_size=batch_size, num_workers=workers, collate_fn=collate_list
     )
     out = np.zeros(len(paths), dtype=np.float64)
     for items in tqdm(loader, desc="predict", disable=not progress, unit="batch"):

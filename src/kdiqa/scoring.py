@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .data.io import ImageLoadError, is_image_file, load_image
 from .data.transforms import EvalTransform
-from .evaluation import forward_views
+from .evaluation import collate_list, forward_views
 from .models.iqa import IQAModel
 
 
@@ -89,7 +89,7 @@ def score_paths(
     model.eval()
     device = next(model.parameters()).device
     loader = DataLoader(
-        _ScoreDataset(paths, transform), batch_size=batch_size, num_workers=workers, collate_fn=lambda items: items
+        _ScoreDataset(paths, transform), batch_size=batch_size, num_workers=workers, collate_fn=collate_list
     )
     results: list[ScoreResult | None] = [None] * len(paths)
     bar = tqdm(total=len(paths), desc="score", unit="img", disable=not progress, file=sys.stderr)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .data.pools import PoolItem, PoolViews, pool_fingerprint
-from .evaluation import forward_views
+from .evaluation import collate_list, forward_views
 from .models.iqa import IQAModel
 
 SCHEMA = """
@@ -122,7 +122,7 @@ def pseudo_label(
         PoolViews(todo, crop, views, flip, cache_dir),
         batch_size=batch_size,
         num_workers=workers,
-        collate_fn=lambda b: b,
+        collate_fn=collate_list,
     )
     bar = tqdm(total=len(todo), desc="pseudo-label", unit="img", disable=not progress, file=sys.stderr)
     t0, n_done, n_failed, forward_s = time.perf_counter(), 0, 0, 0.0

@@ -158,7 +158,7 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
                 bar.update(1)
             bar.close()
             z = predict_paths(student, [r.path for r in val_ds.rows], eval_tf, cfg.eval.batch_size)
-            v = srcc(z, val_ds.mos_array()) if np.ptp(z) > 0 else 0.0
+            v = srcc(z, val_ds.normalize(val_ds.mos_array())) if np.ptp(z) > 0 else 0.0
             record = {
                 "stage": si,
                 "kind": st.stage,
