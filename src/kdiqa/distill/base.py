@@ -34,6 +34,7 @@ class DistillConfig:
     review_warmup_steps: int = 0
     relation: str = "rkd"  # rkd | sp | none
     relation_weight: float = 1.0
+    review_stages: list[int] | None = None  # stages the review fuses and supervises (None: all)
     # "relative": divide each feature loss by the teacher map's mean square (detached). The teacher's
     # stage maps are unnormalised and their energy differs by orders of magnitude between stages
     # and backbones, so the plain MSE of FitNets/ReviewKD would swamp the score losses. "none": as
@@ -70,6 +71,27 @@ class Distiller(nn.Module):
     @torch.no_grad()
     def teacher_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         return self.teacher.forward_intermediates(x)
+
+    def teacher_targets(self, batch: dict, maps: bool = True) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """The teacher's scores (and stage maps) for the batch's crops.
+
+        Taken from the batch when it carries them (``t_score``, ``t_feat{s}``: a teacher cache, see
+        :mod:`kdiqa.distill.cache`; stages not cached are None), else computed online.
+        """
+        if "t_score" not in batch:
+            if not maps:
+                return self.teacher(batch["image"]).detach(), []
+            return self.teacher_forward(batch["image"])
+        n = len(self.teacher.feature_info) if self.teacher is not None else 0
+        return batch["t_score"], [batch.get(f"t_feat{s}") for s in range(n)]
+
+    @staticmethod
+    def need(t_feats: list, stage: int) -> torch.Tensor:
+        """Teacher map of ``stage``, with a clear error when a cache did not store it."""
+        if stage >= len(t_feats) or t_feats[stage] is None:
+            have = [i for i, f in enumerate(t_feats) if f is not None]
+            raise KeyError(f"teacher stage {stage} is not in the teacher cache (cached stages: {have})")
+        return t_feats[stage]
 
     def score_losses(self, pred: torch.Tensor, batch: dict, soft: torch.Tensor | None, stage: str) -> dict:
         """Task/soft/joint score losses (L1 or MSE + fidelity ranking)."""
@@ -127,7 +149,7 @@ class FeatureDistiller(Distiller):
         if stage == "task":
             pred = self.student(x)
             return pred, self.score_losses(pred, batch, None, stage)
-        soft, t_feats = self.teacher_forward(x)
+        soft, t_feats = self.teacher_targets(batch)
         pred, s_feats = self.student.forward_intermediates(x)
         return pred, {**self.score_losses(pred, batch, soft, stage), **self.feature_losses(s_feats, t_feats, step)}
 

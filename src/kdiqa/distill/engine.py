@@ -10,8 +10,10 @@ labelled train set) to ``out_dir/best``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -21,6 +23,7 @@ from tqdm import tqdm
 
 from ..checkpoint import load_train_state, save_model, save_train_state
 from ..data.datasets import TorchIQADataset, get_dataset
+from ..data.io import load_image
 from ..data.pools import PoolConfig, PoolItem, build_items
 from ..data.transforms import EvalTransform, TrainTransform
 from ..engine import DataSection, EvalSection, lr_factor, prepare_run
@@ -29,6 +32,7 @@ from ..hub import load
 from ..metrics import srcc
 from ..models.zoo import create_model
 from .base import DistillConfig, build_distiller
+from .cache import CachedCrops, CacheSection, CacheSource, build_cache
 
 
 @dataclass
@@ -52,6 +56,7 @@ class DistillRunConfig:
     labelled: DataSection = field(default_factory=DataSection)
     stages: list[StageSection] = field(default_factory=lambda: [StageSection()])
     eval: EvalSection = field(default_factory=lambda: EvalSection(mode="full"))
+    cache: CacheSection = field(default_factory=CacheSection)  # teacher targets computed once (cache.py)
     weight_decay: float = 0.01
     out_dir: str = "runs/distill"
     seed: int = 0
@@ -73,6 +78,37 @@ class PoolCrops(Dataset):
         return {"image": self.transform(self.items[i].render()), "score": torch.tensor(float("nan")), "index": -1}
 
 
+def _pool_items(cfg: DistillRunConfig, val_ds) -> list[PoolItem]:
+    """The pool's train items, minus any image of the labelled validation split (a pool may list the
+    labelled train images as unrated sources; the teacher's labels on validation images would leak)."""
+    held_out = {os.path.realpath(r.path) for r in val_ds.rows}
+    return [it for it in build_items(cfg.pool) if it.split == "train" and os.path.realpath(it.path) not in held_out]
+
+
+def _cached_data(cfg: DistillRunConfig, teacher, train_ds, val_ds, needs_pool: bool, progress: bool) -> dict:
+    """Teacher caches for the pool and the labelled train images (built once, then reused)."""
+    c = cfg.cache
+    rated = [
+        CacheSource(r.path, partial(load_image, r.path), float(z))
+        for r, z in zip(train_ds.rows, train_ds.normalize(train_ds.mos_array()), strict=True)
+    ]
+    out = {
+        "labelled_cached": CachedCrops(
+            build_cache(
+                teacher, rated, c.labelled_crop, c.labelled_views, c.stages, c.dir, c.batch_size, c.workers, progress
+            )
+        )
+    }
+    if needs_pool:
+        items = _pool_items(cfg, val_ds)
+        unrated = [CacheSource(f"{it.path}|{it.dist_type}|{it.dist_level}|{it.dist_seed}", it.render) for it in items]
+        out["pool_cached"] = CachedCrops(
+            build_cache(teacher, unrated, c.pool_crop, c.pool_views, c.stages, c.dir, c.batch_size, c.workers, progress)
+        )
+        out["both_cached"] = ConcatDataset([out["labelled_cached"], out["pool_cached"]])
+    return out
+
+
 def _learnable_state(distiller) -> dict[str, torch.Tensor]:
     return {k: v for k, v in distiller.state_dict().items() if not k.startswith("teacher.")}
 
@@ -88,11 +124,13 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
     train_ds, val_ds = ds.subset("train"), ds.subset("val")
     tf = TrainTransform(lab.crop, lab.resize)
     needs_pool = any(s.data in ("pool", "both") for s in cfg.stages)
-    pool = PoolCrops([it for it in build_items(cfg.pool) if it.split == "train"], tf) if needs_pool else None
+    pool = PoolCrops(_pool_items(cfg, val_ds), tf) if needs_pool else None
     labelled = TorchIQADataset(train_ds, tf, lab.repeat)
     data = {"labelled": labelled, "pool": pool, "both": ConcatDataset([labelled, pool]) if pool else None}
 
     teacher = load(cfg.teacher, device=str(device))
+    if cfg.cache.enabled and cfg.method != "none":  # the MOS-only control never needs the teacher
+        data.update(_cached_data(cfg, teacher, train_ds, val_ds, needs_pool, progress))
     student = (
         load(cfg.student_init, device=str(device))
         if cfg.student_init
@@ -117,9 +155,10 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
 
     step_global = 0
     for si, st in enumerate(cfg.stages):
-        if data[st.data] is None or len(data[st.data]) == 0:
+        source = f"{st.data}_cached" if st.stage != "task" and f"{st.data}_cached" in data else st.data
+        if data[source] is None or len(data[source]) == 0:
             raise ValueError(f"stage {si}: no {st.data!r} data (is the pool configured?)")
-        steps = len(data[st.data]) // lab.batch_size
+        steps = len(data[source]) // lab.batch_size
         steps = min(steps, st.steps_per_epoch) if st.steps_per_epoch else steps
         optimizer = torch.optim.AdamW(distiller.learnable_parameters(), lr=st.lr, weight_decay=cfg.weight_decay)
         if start[0] == si and 0 < start[1] < st.epochs:  # resuming inside this stage
@@ -130,7 +169,7 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
                 continue
             g = torch.Generator().manual_seed(cfg.seed * 1000 + si * 100 + epoch)
             loader = DataLoader(
-                data[st.data],
+                data[source],
                 batch_size=lab.batch_size,
                 shuffle=True,
                 drop_last=True,

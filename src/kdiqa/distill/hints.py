@@ -32,7 +32,7 @@ class HintDistill(FeatureDistiller):
 
     def feature_losses(self, s_feats: list, t_feats: list, step: int) -> dict[str, torch.Tensor]:
         hint = sum(
-            self.scaled(hint_loss(a(s_feats[si]), t_feats[ti]), t_feats[ti])
+            self.scaled(hint_loss(a(s_feats[si]), self.need(t_feats, ti)), t_feats[ti])
             for a, (ti, si) in zip(self.adapters, self.cfg.hint_pairs, strict=True)
         )
         return {"hint": self.cfg.hint_weight * hint / len(self.adapters)}

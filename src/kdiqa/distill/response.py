@@ -27,6 +27,6 @@ class ResponseDistill(Distiller):
 
     def stage_losses(self, batch: dict, stage: str, step: int) -> tuple[torch.Tensor, dict]:
         x = batch["image"]
-        soft = self.teacher(x).detach() if stage != "task" else None
+        soft = self.teacher_targets(batch, maps=False)[0] if stage != "task" else None
         pred = self.student(x)
         return pred, self.score_losses(pred, batch, soft, stage)

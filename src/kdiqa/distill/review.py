@@ -18,7 +18,7 @@ class ReviewDistill(FeatureDistiller):
     deep features. Plus soft labels and a relation loss between the samples of a batch (RKD distance
     + 2·angle on the pooled embeddings, or similarity-preserving on the deepest maps).
 
-    The total is task/soft losses + λ·min(1, step / warm-up)·HCL + relation.
+    The total is task/soft losses + λ·min(1, step / warm-up)·mean HCL over the levels + relation.
     """
 
     def __init__(self, student, teacher, cfg: DistillConfig, mid_ch: int = 64) -> None:
@@ -26,19 +26,23 @@ class ReviewDistill(FeatureDistiller):
         t_shapes, s_shapes = probe_features(teacher), probe_features(student)
         if len(t_shapes) != len(s_shapes):
             raise ValueError(f"review needs as many stages in student ({len(s_shapes)}) as teacher ({len(t_shapes)})")
-        n = len(s_shapes)
-        # abfs[i] handles stage i; the deepest stage (n−1) has nothing deeper to fuse.
-        self.abfs = nn.ModuleList(ABF(s_shapes[i][0], mid_ch, t_shapes[i][0], fuse=i < n - 1) for i in range(n))
+        self.stages = sorted(cfg.review_stages) if cfg.review_stages is not None else list(range(len(s_shapes)))
+        if not self.stages or any(not 0 <= i < len(s_shapes) for i in self.stages):
+            raise ValueError(f"review_stages {cfg.review_stages} must be a non-empty subset of 0..{len(s_shapes) - 1}")
+        # abfs[k] handles stage self.stages[k]; the deepest one has nothing deeper to fuse.
+        last = self.stages[-1]
+        self.abfs = nn.ModuleList(ABF(s_shapes[i][0], mid_ch, t_shapes[i][0], fuse=i != last) for i in self.stages)
 
     def review(self, s_feats: list[torch.Tensor]) -> list[torch.Tensor]:
-        outs: list[torch.Tensor] = [None] * len(s_feats)  # type: ignore[list-item]
+        """Fused student maps for ``self.stages``, deepest first fused into shallower ones."""
+        outs: list[torch.Tensor] = [None] * len(self.stages)  # type: ignore[list-item]
         deeper = None
-        for i in reversed(range(len(s_feats))):
-            outs[i], deeper = self.abfs[i](s_feats[i], deeper)
+        for k in reversed(range(len(self.stages))):
+            outs[k], deeper = self.abfs[k](s_feats[self.stages[k]], deeper)
         return outs
 
     def relation(self, s_feats, t_feats) -> torch.Tensor:
-        s, t = s_feats[-1], t_feats[-1]
+        s, t = s_feats[-1], self.need(t_feats, len(t_feats) - 1)
         if self.cfg.relation == "sp":
             return similarity_preserving_loss(s, t)
         s_emb, t_emb = s.mean((2, 3)), t.mean((2, 3))
@@ -46,8 +50,11 @@ class ReviewDistill(FeatureDistiller):
 
     def feature_losses(self, s_feats: list, t_feats: list, step: int) -> dict[str, torch.Tensor]:
         warm = 1.0 if not self.cfg.review_warmup_steps else min(1.0, step / self.cfg.review_warmup_steps)
-        hcl = sum(self.scaled(hcl_loss(o, t), t) for o, t in zip(self.review(s_feats), t_feats, strict=True))
-        out = {"review": self.cfg.review_weight * warm * hcl}
+        fused = self.review(s_feats)
+        hcl = sum(
+            self.scaled(hcl_loss(o, self.need(t_feats, i)), t_feats[i]) for o, i in zip(fused, self.stages, strict=True)
+        )
+        out = {"review": self.cfg.review_weight * warm * hcl / len(self.stages)}  # mean over levels, like hints
         if self.cfg.relation != "none" and self.cfg.relation_weight and len(s_feats[-1]) > 2:
             out["relation"] = self.cfg.relation_weight * self.relation(s_feats, t_feats)
         return out

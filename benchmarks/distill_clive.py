@@ -1,0 +1,227 @@
+"""The distillation ablation on CLIVE: students × methods × seeds, evaluated on CLIVE ``test``.
+
+Every run trains one student with one method from ``configs/distill_clive.yaml`` (same stages and
+steps for every method; ``none`` trains on MOS only for as many steps), keeps the checkpoint with
+the best SRCC on the validation split carved from CLIVE ``train``, and only that checkpoint is
+evaluated on ``test`` (full image). Writes ``benchmarks/results/distill_clive.json`` (teacher, one
+row per run, means ± std per student × method), a Markdown table and a bar chart. Finished runs are
+skipped, so an interrupted ablation resumes.
+
+    python benchmarks/distill_clive.py                       # the full grid (hours on a 2-core CPU)
+    python benchmarks/distill_clive.py --quick               # a few steps per stage, one seed: a check
+    python benchmarks/distill_clive.py --students iqa_effnet_lite0 --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdiqa import load
+from kdiqa.config import load_config
+from kdiqa.data.datasets import get_dataset
+from kdiqa.data.transforms import EvalTransform
+from kdiqa.distill.engine import DistillRunConfig, distill
+from kdiqa.evaluation import evaluate_model
+from kdiqa.profiling import count_macs, measure_latency
+
+METHODS = ("none", "response", "hints", "review")
+STUDENTS = ("iqa_mobilenetv3_small_050", "iqa_effnet_lite0")
+PRETRAINED = {"iqa_effnet_lite0": "imagenet"}  # offline ImageNet weights exist only for the Lite family
+
+
+def run_config(args, student: str, method: str, seed: int) -> DistillRunConfig:
+    """The run's config: the shared file + this cell's student/method/seed (+ the quick budget)."""
+    out = Path(args.runs) / student / method / f"seed{seed}"
+    overrides = [
+        f"student={student}",
+        f"method={method}",
+        f"seed={seed}",
+        f"out_dir={out}",
+        f"student_pretrained={PRETRAINED.get(student, 'none')}",
+        f"threads={args.threads}",
+    ]
+    cfg = load_config(DistillRunConfig, args.config, overrides)
+    for st in cfg.stages:
+        if args.quick:
+            st.epochs, st.steps_per_epoch = 1, 3
+        if method == "none":  # the control: MOS only, random labelled crops, the same number of steps
+            st.stage, st.data = "task", "labelled"
+    return cfg
+
+
+def cost(model, size: int, threads: int) -> dict:
+    """Parameters, MACs and median batch-1 CPU latency at ``size``×``size``."""
+    torch.set_num_threads(threads)
+    x = torch.rand(1, 3, size, size).contiguous(memory_format=torch.channels_last)
+    model = model.eval().to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        lat = measure_latency(lambda: model(x), warmup=3, iters=10)
+    return {"params": model.num_params(), "macs": count_macs(model, size), "latency_ms_p50": lat["p50_ms"]}
+
+
+def test_metrics(model, test_ds, n_boot: int) -> dict:
+    r = evaluate_model(model, test_ds, EvalTransform("full"), batch_size=8, n_boot=n_boot, progress=False)
+    return {k: r[k] for k in ("srcc", "plcc", "krcc", "rmse", "n", "srcc_ci95", "plcc_ci95")}
+
+
+def summarise(runs: list[dict], teacher: dict) -> list[dict]:
+    rows = []
+    for student in dict.fromkeys(r["student"] for r in runs):
+        for method in METHODS:
+            cell = [r for r in runs if r["student"] == student and r["method"] == method]
+            if not cell:
+                continue
+            s, p = np.array([r["srcc"] for r in cell]), np.array([r["plcc"] for r in cell])
+            rows.append(
+                {
+                    "student": student,
+                    "method": method,
+                    "seeds": len(cell),
+                    "srcc_mean": float(s.mean()),
+                    "srcc_std": float(s.std(ddof=1)) if len(cell) > 1 else 0.0,
+                    "plcc_mean": float(p.mean()),
+                    "plcc_std": float(p.std(ddof=1)) if len(cell) > 1 else 0.0,
+                    "srcc_vs_teacher": float(s.mean() / teacher["srcc"]),
+                    "params": cell[0]["params"],
+                    "macs": cell[0]["macs"],
+                    "latency_ms_p50": float(np.median([r["latency_ms_p50"] for r in cell])),
+                }
+            )
+    return rows
+
+
+def _mean_sd(mean: float, sd: float, n: int) -> str:
+    return f"{mean:.3f} ± {sd:.3f}" if n > 1 else f"{mean:.3f}"
+
+
+def markdown(result: dict) -> str:
+    t = result["teacher"]
+    lines = [
+        "| model | method | seeds | SRCC | PLCC | × teacher SRCC | params | GMACs @500² | CPU ms @500² |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {t['model']} (teacher) | – | 1 | {t['srcc']:.3f} | {t['plcc']:.3f} | 1.00 | {t['params'] / 1e6:.2f} M "
+        f"| {t['macs'] / 1e9:.2f} | {t['latency_ms_p50']:.0f} |",
+    ]
+    for r in result["summary"]:
+        srcc, plcc = (
+            _mean_sd(r["srcc_mean"], r["srcc_std"], r["seeds"]),
+            _mean_sd(r["plcc_mean"], r["plcc_std"], r["seeds"]),
+        )
+        lines.append(
+            f"| {r['student']} | {r['method']} | {r['seeds']} | {srcc} | {plcc} | {r['srcc_vs_teacher']:.2f} "
+            f"| {r['params'] / 1e6:.2f} M | {r['macs'] / 1e9:.2f} | {r['latency_ms_p50']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    students = list(dict.fromkeys(r["student"] for r in result["summary"]))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(METHODS)
+    for k, method in enumerate(METHODS):
+        by_student = {r["student"]: r for r in result["summary"] if r["method"] == method}
+        cells = [by_student.get(s) for s in students]
+        xs = [i + (k - 1.5) * width for i, c in enumerate(cells) if c]
+        ax.bar(xs, [c["srcc_mean"] for c in cells if c], width, yerr=[c["srcc_std"] for c in cells if c], label=method)
+    ax.axhline(result["teacher"]["srcc"], color="k", ls="--", lw=1, label="teacher")
+    ax.set_xticks(range(len(students)), students)
+    ax.set_ylabel("SRCC on CLIVE test (mean ± std over seeds)")
+    ax.set_ylim(0, 1)
+    ax.legend(ncol=5, fontsize=8, loc="upper center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="configs/distill_clive.yaml")
+    ap.add_argument("--students", nargs="+", default=list(STUDENTS))
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--runs", default="runs/distill_clive", help="folder for the runs' checkpoints")
+    ap.add_argument("--out", default="benchmarks/results/distill_clive.json")
+    ap.add_argument("--teacher-json", default="benchmarks/results/teacher_clive.json")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--quick", action="store_true", help="3 steps per stage: checks the pipeline, not the methods")
+    args = ap.parse_args()
+    if args.quick:
+        args.runs, args.out, args.n_boot = args.runs + "_quick", str(Path(args.out).with_suffix(".quick.json")), 50
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    out = Path(args.out)
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    runs = {(r["student"], r["method"], r["seed"]): r for r in previous.get("runs", [])}
+
+    base = load_config(DistillRunConfig, args.config)
+    test_ds = get_dataset(base.labelled.dataset, base.labelled.root).subset("test")
+    teacher_model = load(base.teacher)
+    reported = json.loads(Path(args.teacher_json).read_text())
+    teacher = {
+        "model": teacher_model.name,
+        "srcc": reported["srcc"],
+        "plcc": reported["plcc"],
+        "eval_mode": reported["eval_mode"],
+        **cost(teacher_model, 500, args.threads),
+    }
+    del teacher_model
+
+    for student in args.students:
+        for method in args.methods:
+            for seed in args.seeds:
+                key = (student, method, seed)
+                if key in runs:
+                    continue
+                cfg = run_config(args, student, method, seed)
+                summary = distill(cfg, progress=False)
+                model = load(Path(cfg.out_dir) / "best")
+                row = {
+                    "student": student,
+                    "method": method,
+                    "seed": seed,
+                    **test_metrics(model, test_ds, args.n_boot),
+                    **cost(model, 500, args.threads),
+                    "val_srcc": summary["best"]["srcc"],
+                    "best_at": {"stage": summary["best"]["stage"], "epoch": summary["best"]["epoch"]},
+                    "train_seconds": summary["wall_seconds"],
+                    "steps": summary["total_steps"],
+                }
+                runs[key] = row
+                print(json.dumps({k: row[k] for k in ("student", "method", "seed", "srcc", "plcc", "val_srcc")}))
+                write(args, out, teacher, list(runs.values()), previous, t0)
+    result = write(args, out, teacher, list(runs.values()), previous, t0)
+    print(markdown(result))
+
+
+def write(args, out: Path, teacher: dict, runs: list[dict], previous: dict, t0: float) -> dict:
+    result = {
+        "teacher": teacher,
+        "runs": sorted(runs, key=lambda r: (r["student"], METHODS.index(r["method"]), r["seed"])),
+        "summary": [],
+        "protocol": "CLIVE test (230 images), full image; checkpoint chosen by SRCC on the val split of train",
+        "config": args.config,
+        "command": "python benchmarks/distill_clive.py" + (" --quick" if args.quick else ""),
+        "wall_seconds": round(previous.get("wall_seconds", 0.0) + time.time() - t0, 1),
+    }
+    result["summary"] = summarise(result["runs"], teacher)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    out.with_suffix(".md").write_text(markdown(result))
+    bar_chart(result, out.with_suffix(".png"))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Teacher caches: fixed crops with the teacher's scores and maps, computed once and reused."""
+
+from functools import partial
+
+import pytest
+import torch
+from conftest import synthetic_photo
+from torch.utils.data import DataLoader
+
+import kdiqa
+from kdiqa.distill import DistillConfig, build_distiller
+from kdiqa.distill.cache import CachedCrops, CacheSource, build_cache, cache_meta
+
+
+def _sources(n=3, size=(72, 60)):
+    return [CacheSource(f"img{i}", partial(synthetic_photo, size, seed=i), mos=i / 10) for i in range(n)]
+
+
+def _teacher(seed=0):
+    torch.manual_seed(seed)
+    return kdiqa.create_model("iqa_test_tiny").eval()
+
+
+def test_cache_matches_the_teacher_and_is_reused(tmp_path):
+    teacher = _teacher()
+    path = build_cache(teacher, _sources(), crop=48, views=2, stages=[1, 3], root=tmp_path, workers=0, progress=False)
+    meta = cache_meta(path)
+    assert meta["items"] == 6 and meta["stages"] == [1, 3]
+    ds = CachedCrops(path)
+    assert len(ds) == 6 and ds.feat_keys == ["t_feat1", "t_feat3"]
+    assert [round(float(ds[i]["score"]), 3) for i in range(6)] == [0.0, 0.0, 0.1, 0.1, 0.2, 0.2]
+    batch = next(iter(DataLoader(ds, batch_size=6)))
+    assert batch["image"].shape == (6, 3, 48, 48)
+    assert not torch.equal(batch["image"][0], batch["image"][1])  # two different crops of one image
+    with torch.no_grad():
+        z, feats = teacher.forward_intermediates(batch["image"], indices=[1, 3])
+    torch.testing.assert_close(batch["t_score"], z)
+    torch.testing.assert_close(batch["t_feat3"], feats[1], atol=1e-2, rtol=1e-2)  # stored as float16
+    stamp = path.stat().st_mtime_ns
+    assert build_cache(teacher, _sources(), 48, 2, [1, 3], tmp_path, workers=0, progress=False) == path
+    assert path.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    other = build_cache(_teacher(seed=1), _sources(), 48, 2, [1, 3], tmp_path, workers=0, progress=False)
+    assert other != path  # another teacher never reuses stale targets
+    with pytest.raises(ValueError, match="outside the teacher's stages"):
+        build_cache(teacher, _sources(), 48, 2, [7], tmp_path, workers=0, progress=False)
+
+
+@pytest.mark.parametrize("method", ["response", "hints", "review"])
+def test_cached_targets_give_the_online_losses(method, tmp_path):
+    teacher = _teacher()
+    torch.manual_seed(0)
+    student = kdiqa.create_model("iqa_test_tiny")
+    path = build_cache(teacher, _sources(4), 48, 1, [1, 2, 3, 4], tmp_path, workers=0, progress=False)
+    batch = next(iter(DataLoader(CachedCrops(path), batch_size=4)))
+    cfg = DistillConfig(hint_pairs=[[3, 2]], review_stages=[1, 2, 3, 4])
+    d = build_distiller(method, student, teacher, cfg).eval()  # eval: no dropout, same BN both times
+    _, cached = d.forward_train(batch, "joint")
+    _, online = d.forward_train({"image": batch["image"], "score": batch["score"]}, "joint")
+    assert cached.keys() == online.keys()
+    for k in cached:
+        assert cached[k].item() == pytest.approx(online[k].item(), rel=2e-2, abs=1e-4), k
+
+
+def test_missing_cached_stage_is_a_clear_error(tmp_path):
+    teacher = _teacher()
+    path = build_cache(teacher, _sources(2), 48, 1, [1], tmp_path, workers=0, progress=False)
+    batch = next(iter(DataLoader(CachedCrops(path), batch_size=2)))
+    d = build_distiller("hints", kdiqa.create_model("iqa_test_tiny"), teacher, DistillConfig(hint_pairs=[[3, 3]]))
+    with pytest.raises(KeyError, match=r"teacher stage 3 is not in the teacher cache \(cached stages: \[1\]\)"):
+        d.forward_train(batch, "soft")
+
+
+def test_review_stages_subset():
+    teacher, student = _teacher(), kdiqa.create_model("iqa_test_tiny")
+    d = build_distiller("review", student, teacher, DistillConfig(review_stages=[2, 4]))
+    assert len(d.abfs) == 2 and d.abfs[0].att is not None and d.abfs[1].att is None
+    _, losses = d.forward_train({"image": torch.rand(3, 3, 64, 64), "score": torch.rand(3)}, "joint")
+    assert torch.isfinite(losses["review"])
+    with pytest.raises(ValueError, match="review_stages"):
+        build_distiller("review", student, teacher, DistillConfig(review_stages=[9]))
+
+
+def test_distill_run_with_cache(tmp_path, rated_folder):
+    import json
+
+    from kdiqa.checkpoint import save_model
+    from kdiqa.cli import main
+
+    teacher = tmp_path / "teacher"
+    save_model(kdiqa.create_model("iqa_test_tiny"), teacher)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        synthetic_photo((64, 64), seed=i).save(photos / f"{i}.png")
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(f"""
+method: review
+student: iqa_test_tiny
+teacher: {teacher}
+distill: {{review_stages: [2, 3, 4]}}
+pool: {{sources: [{{path: {photos}}}], per_image: 2}}
+labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 48, batch_size: 4, workers: 0, val_fraction: 0.25}}
+cache: {{enabled: true, dir: {tmp_path / "cache"}, pool_crop: 40, pool_views: 2, labelled_crop: 48,
+         labelled_views: 2, stages: [2, 3, 4], workers: 0}}
+stages:
+  - {{stage: soft, data: pool, epochs: 1}}
+  - {{stage: joint, data: labelled, epochs: 1, steps_per_epoch: 2}}
+  - {{stage: task, data: labelled, epochs: 1, steps_per_epoch: 1}}
+eval: {{mode: center, crop: 48}}
+out_dir: {tmp_path / "run"}
+threads: 1
+""")
+    assert main(["distill", "--config", str(cfg), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    # pool: 4 photos × (2 distorted + 1 clean) items × 2 crops = 24 crops → 6 steps; then 2 + 1
+    assert summary["total_steps"] == 6 + 2 + 1
+    metas = sorted(cache_meta(p)["items"] for p in (tmp_path / "cache").glob("*.safetensors"))
+    assert metas == [24, 2 * 14]  # 14 labelled train images (after the validation carve) × 2 crops
