@@ -1,34 +1,48 @@
 """kdiqa: no-reference image quality assessment by knowledge distillation.
 
+The public names below are imported lazily (PEP 562), so ``import kdiqa.runtime`` — the ONNX
+Runtime scorer — works in an environment without torch.
+
 Example:
     >>> import kdiqa
     >>> "iqa_effnet_lite2" in kdiqa.list_models()
     True
 """
 
-from .checkpoint import load_model, save_model
-from .data.datasets import IQADataset, Row, get_dataset
-from .data.io import ImageLoadError, load_image
-from .hub import list_pretrained, load
-from .models.iqa import IQAModel, ModelConfig
-from .models.zoo import create_model, list_models, register_model
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "IQADataset",
-    "IQAModel",
-    "ImageLoadError",
-    "ModelConfig",
-    "Row",
-    "__version__",
-    "create_model",
-    "get_dataset",
-    "list_models",
-    "list_pretrained",
-    "load",
-    "load_image",
-    "load_model",
-    "register_model",
-    "save_model",
-]
+# public name → the submodule that defines it (imported on first access)
+_LAZY = {
+    "load_model": ".checkpoint",
+    "save_model": ".checkpoint",
+    "IQADataset": ".data.datasets",
+    "Row": ".data.datasets",
+    "get_dataset": ".data.datasets",
+    "ImageLoadError": ".data.io",
+    "load_image": ".data.io",
+    "list_pretrained": ".hub",
+    "load": ".hub",
+    "IQAModel": ".models.iqa",
+    "ModelConfig": ".models.iqa",
+    "create_model": ".models.zoo",
+    "list_models": ".models.zoo",
+    "register_model": ".models.zoo",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'kdiqa' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
