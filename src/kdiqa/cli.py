@@ -47,10 +47,24 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-def _cmd_score(args) -> int:
-    from .hub import load
-    from .scoring import CsvSink, collect_paths, score_paths, write_json
+def _onnx_scorer(args):
+    """``--backend onnx``: an exported folder on ONNX Runtime (no torch import)."""
+    from .runtime import OnnxScorer
 
+    if args.device != "cpu":
+        raise ValueError("--backend onnx runs on the CPU (onnxruntime's CPUExecutionProvider); drop --device")
+    if args.model == "default":
+        raise ValueError("--backend onnx needs --model DIR: a folder written by `kdiqa export`")
+    variant = "int8" if args.int8 else "fp32"
+    return OnnxScorer(args.model, variant, args.threads, args.mode, args.crop, args.n_crops)
+
+
+def _cmd_score(args) -> int:
+    from .score_io import CsvSink, collect_paths, write_json
+
+    if args.int8 and args.backend != "onnx":
+        print("kdiqa score: error: --int8 needs --backend onnx", file=sys.stderr)
+        return 2
     if args.output and not args.output.endswith((".csv", ".json")):
         print(f"kdiqa score: error: --output must end with .csv or .json, got {args.output}", file=sys.stderr)
         return 2
@@ -58,7 +72,16 @@ def _cmd_score(args) -> int:
         print("kdiqa score: error: --resume needs a .csv --output", file=sys.stderr)
         return 2
     paths, failures = collect_paths(args.paths)
-    model = load(args.model, device=args.device)
+    if args.backend == "onnx":
+        model = _onnx_scorer(args)
+    else:
+        from .hub import load
+
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        model = load(args.model, device=args.device)
     sink = None
     if args.output and args.output.endswith(".csv"):
         sink = CsvSink(args.output, append=args.resume)
@@ -69,15 +92,20 @@ def _cmd_score(args) -> int:
             if skipped:
                 print(f"resume: {skipped} image(s) already scored in {args.output}", file=sys.stderr)
     t0 = time.perf_counter()
-    results = score_paths(
-        model,
-        paths,
-        _eval_transform(model, args),
-        args.batch_size,
-        args.workers,
-        progress=not args.quiet,
-        on_result=sink,
-    )
+    if args.backend == "onnx":
+        results = model.score_paths(paths, args.batch_size, progress=not args.quiet, on_result=sink)
+    else:
+        from .scoring import score_paths
+
+        results = score_paths(
+            model,
+            paths,
+            _eval_transform(model, args),
+            args.batch_size,
+            args.workers,
+            progress=not args.quiet,
+            on_result=sink,
+        )
     elapsed = time.perf_counter() - t0
     if sink:
         for f in failures:
@@ -172,6 +200,46 @@ def _cmd_merge_labels(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from .export import ExportOptions, export_model, summary_lines
+    from .hub import load
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    opts = ExportOptions(
+        opset=args.opset,
+        exporter=args.exporter,
+        int8=args.int8,
+        calibration=args.calibration,
+        calib_images=args.calib_images,
+        calib_method=args.calib_method,
+        reduce_range=args.reduce_range,
+        sample_images=args.sample_images,
+        tolerance=args.tolerance,
+        parity_dataset=args.parity_dataset,
+        parity_root=args.parity_root,
+        parity_split=args.parity_split,
+        parity_limit=args.parity_limit,
+        threads=args.threads,
+        batch_size=args.batch_size,
+    )
+    if opts.int8 and not opts.calibration:
+        raise ValueError("--int8 needs --calibration: a folder of unlabelled images or a pool YAML")
+    if opts.parity_dataset and not opts.parity_dataset.startswith("csv:"):
+        from pathlib import Path
+
+        if not opts.parity_root or not Path(opts.parity_root).is_dir():
+            why = "no --parity-root given" if not opts.parity_root else f"{opts.parity_root} is not a folder"
+            print(f"kdiqa export: labelled parity skipped ({opts.parity_dataset}: {why})", file=sys.stderr)
+            opts.parity_dataset = None
+    report = export_model(load(args.model), args.out, opts, source=args.model)
+    print("\n".join(summary_lines(report)), file=sys.stderr)
+    print(f"{args.out}: export.json, preprocess.json, " + ", ".join(f["file"] for f in report["files"].values()))
+    return 0 if report["parity"]["ok"] else 1
+
+
 def _cmd_list_models(args) -> int:
     from .hub import ALIASES, list_pretrained
     from .models.zoo import create_model, list_models
@@ -250,6 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="results file: .csv (written as it goes) or .json")
     p.add_argument("--resume", action="store_true", help="skip images already scored in the --output CSV")
     _add_eval_args(p)
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="torch (checkpoints) or onnx (a folder from `kdiqa export`, run by onnxruntime without torch)",
+    )
+    p.add_argument("--int8", action="store_true", help="with --backend onnx: the int8 model of the folder")
+    p.add_argument("--threads", type=int, help="intra-op threads (torch.set_num_threads / onnxruntime)")
     p.set_defaults(fn=_cmd_score)
 
     p = sub.add_parser("pseudo-label", help="teacher soft labels for an unlabelled pool (resumable, shardable)")
@@ -298,6 +374,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shards", nargs="+")
     p.add_argument("--out", required=True)
     p.set_defaults(fn=_cmd_merge_labels)
+
+    p = sub.add_parser("export", help="ONNX export (fp32, optionally int8) with a parity report")
+    p.add_argument("--model", default="default", help="checkpoint folder, bundled name or 'default'")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--out", required=True, help="folder: model.onnx [+ model.int8.onnx], preprocess.json, export.json")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument(
+        "--exporter", choices=("legacy", "dynamo"), default="legacy", help="torch.onnx tracing (legacy) or torch.export"
+    )
+    p.add_argument("--int8", action="store_true", help="also write an int8 model (static QDQ quantisation)")
+    p.add_argument("--calibration", help="unlabelled images for int8 calibration: a folder or a pool YAML")
+    p.add_argument("--calib-images", type=int, default=64, help="calibration images (a seeded sample)")
+    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax")
+    p.add_argument("--reduce-range", action="store_true", help="int8: 7-bit weights (CPUs without VNNI)")
+    p.add_argument("--sample-images", help="folder of images for the max-difference check (default: synthetic)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="fp32 parity: max |torch - onnx| (exit 1 above)")
+    p.add_argument("--parity-dataset", help="labelled set for SRCC/PLCC of torch vs fp32 vs int8, e.g. clive")
+    p.add_argument("--parity-root", help="its folder, e.g. ../shared/data/clive (skipped with a note if absent)")
+    p.add_argument("--parity-split", default="test")
+    p.add_argument("--parity-limit", type=int, help="only the first N images of the split (quick check)")
+    p.add_argument("--threads", type=int, help="torch and onnxruntime threads for the checks")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(fn=_cmd_export)
 
     p = sub.add_parser("list-models", help="registered architectures (or --pretrained weights)")
     p.add_argument("filter", nargs="?", help="glob pattern, e.g. '*lite*'")

@@ -1,0 +1,139 @@
+"""ONNX export of the tiny model: fp32 parity at two sizes and batch 2, int8, the export/score CLI.
+
+These tests never skip: a broken export (a size baked into the graph, a missing dependency) fails.
+"""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_photo
+from scipy.stats import spearmanr
+
+import kdiqa
+from kdiqa.cli import main
+from kdiqa.data.io import load_image
+from kdiqa.data.transforms import EvalTransform
+from kdiqa.export import ExportOptions, export_model
+from kdiqa.runtime import OnnxScorer
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = kdiqa.create_model("iqa_test_tiny").eval()
+    with torch.no_grad():  # spread the random model's scores so int8 ranking is measurable
+        model.head.fc2.weight.mul_(50)
+    return model
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    for i in range(10):
+        synthetic_photo((80 + 4 * i, 64), seed=i, quality=0.2 + 0.08 * i).save(folder / f"img_{i:02d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(tiny, images, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exported")
+    report = export_model(tiny, out, ExportOptions(int8=True, calibration=str(images), threads=1), source="tiny")
+    return out, report
+
+
+def test_fp32_parity_at_two_sizes_and_batch_two(tiny, exported):
+    out, report = exported
+    scorer = OnnxScorer(out, "fp32", threads=1)
+    rng = np.random.default_rng(0)
+    for h, w in ((64, 64), (96, 136)):
+        x = rng.random((2, 3, h, w), dtype=np.float32)
+        with torch.no_grad():
+            ref = tiny(torch.from_numpy(x)).numpy()
+        got = scorer.predict(x)
+        assert got.shape == (2,)
+        assert np.abs(got - ref).max() < 1e-4, (h, w)
+    assert report["parity"]["ok"] and report["parity"]["fp32"]["max"] < 1e-4
+    assert report["parity"]["sizes"] == ["224x224", "375x500"] and report["parity"]["batch"] == 2
+
+
+def test_export_folder_is_self_describing(exported):
+    out, _ = exported
+    saved = json.loads((out / "export.json").read_text())
+    assert saved["opset"] == 17 and saved["exporter"] == "legacy" and saved["model"] == "iqa_test_tiny"
+    assert {"torch", "onnx", "onnxruntime"} <= set(saved["versions"])
+    pre = json.loads((out / "preprocess.json").read_text())
+    assert pre["format"] == "kdiqa-onnx" and pre["files"] == {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+    assert pre["mode"] == "full" and pre["score_range"] == [0.0, 100.0] and pre["higher_better"] is True
+
+
+def test_int8_is_smaller_and_ranks_like_fp32(exported, images):
+    out, report = exported
+    assert (out / "model.int8.onnx").stat().st_size < (out / "model.onnx").stat().st_size / 2
+    assert report["int8"]["format"] == "QDQ" and report["int8"]["per_channel"] is True
+    assert report["int8"]["calibration_images"] == 10
+    paths = sorted(str(p) for p in images.iterdir())
+    z32 = OnnxScorer(out, "fp32", threads=1).predict_paths(paths)
+    z8 = OnnxScorer(out, "int8", threads=1).predict_paths(paths)
+    assert np.abs(z32 - z8).max() < 0.05
+    assert spearmanr(z32, z8)[0] > 0.7
+
+
+def test_runtime_scores_match_torch_scores(tiny, exported, images):
+    out, _ = exported
+    scorer = OnnxScorer(out, threads=1)
+    for path in sorted(images.iterdir())[:3]:
+        assert scorer.score(path) == pytest.approx(tiny.score(path), abs=1e-3)
+    crops = OnnxScorer(out, threads=1, mode="crops", crop=48, n_crops=3)
+    path = sorted(images.iterdir())[0]
+    assert crops.views(path).shape == (6, 3, 48, 48)
+    with torch.no_grad():
+        ref = tiny.to_output_scale(tiny(EvalTransform("crops", 48, 3)(load_image(path))).mean()).item()
+    assert crops.score(path) == pytest.approx(ref, abs=1e-3)
+
+
+def test_labelled_parity_on_a_csv_dataset(tiny, rated_folder, tmp_path):
+    opts = ExportOptions(threads=1, parity_dataset=f"csv:{rated_folder / 'labels.csv'}", parity_split="test")
+    report = export_model(tiny, tmp_path / "ex", opts)
+    lab = report["parity_labelled"]
+    assert lab["n"] == 6 and set(lab) >= {"torch", "fp32"}
+    assert lab["fp32"]["max_abs_diff_vs_torch"] < 1e-4
+    assert lab["fp32"]["srcc"] == pytest.approx(lab["torch"]["srcc"])
+
+
+def test_bad_inputs_name_the_file(tmp_path, exported):
+    with pytest.raises(FileNotFoundError, match=r"preprocess\.json"):
+        OnnxScorer(tmp_path)
+    out, _ = exported
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "preprocess.json").write_text((out / "preprocess.json").read_text())
+    (broken / "model.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(ValueError, match=r"model\.onnx"):
+        OnnxScorer(broken)
+    with pytest.raises(ValueError, match="int8"):
+        OnnxScorer(out, "int4")
+    with pytest.raises(ValueError, match="calibration"):
+        export_model(kdiqa.create_model("iqa_test_tiny"), tmp_path / "x", ExportOptions(int8=True))
+
+
+def test_cli_export_and_score_with_onnx_backend(tiny, images, tmp_path, capsys):
+    ckpt = kdiqa.save_model(tiny, tmp_path / "ckpt")
+    out = tmp_path / "onnx"
+    assert main(["export", "--model", str(ckpt), "--out", str(out), "--threads", "1"]) == 0
+    assert (out / "model.onnx").is_file() and not (out / "model.int8.onnx").exists()
+    (images.parent / "bad").mkdir(exist_ok=True)
+    broken = images.parent / "bad" / "broken.jpg"
+    broken.write_text("not an image")
+    res = tmp_path / "scores.csv"
+    args = ["score", str(images), str(broken), "--model", str(out), "--backend", "onnx", "--output", str(res)]
+    assert main([*args, "--quiet", "--threads", "1"]) == 1  # one file failed; the rest are scored
+    rows = {r["path"]: r for r in csv.DictReader(res.read_text().splitlines())}
+    assert len(rows) == 11 and rows[str(broken)]["error"] and not rows[str(broken)]["score"]
+    first = str(sorted(images.iterdir())[0])
+    assert float(rows[first]["score"]) == pytest.approx(tiny.score(first), abs=1e-3)
+    assert "broken.jpg" in capsys.readouterr().err
+    assert main(["score", str(images), "--model", str(out), "--int8", "--quiet"]) == 2  # --int8 needs onnx
+    assert main(["score", str(images), "--backend", "onnx", "--quiet"]) == 2  # needs --model DIR

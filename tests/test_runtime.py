@@ -1,0 +1,90 @@
+"""The torch-free runtime: numpy views identical to torch's EvalTransform, and scoring with torch blocked."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import synthetic_photo
+from PIL import Image
+
+import kdiqa
+from kdiqa.data.transforms import EvalTransform
+from kdiqa.runtime import PreprocessConfig, make_views
+
+
+@pytest.mark.parametrize(
+    ("size", "mode", "crop", "n_crops", "max_short"),
+    [
+        ((70, 50), "full", 32, 5, None),
+        ((70, 50), "center", 32, 5, None),
+        ((70, 50), "crops", 32, 5, None),
+        ((70, 50), "crops", 32, 2, None),
+        ((40, 30), "crops", 48, 5, None),  # padded by reflection
+        ((20, 12), "center", 48, 1, None),  # smaller than half the crop: edge replication
+        ((300, 200), "crops", 64, 5, 100),  # downscaled first
+        ((90, 60), "full", 32, 5, 40),
+    ],
+)
+def test_numpy_views_equal_torch_views(size, mode, crop, n_crops, max_short):
+    img = synthetic_photo(size, seed=3)
+    cfg = PreprocessConfig("m", mode=mode, crop=crop, n_crops=n_crops, max_short=max_short)
+    ref = EvalTransform(mode, crop, n_crops, max_short=max_short)(img).numpy()
+    got = make_views(img, cfg)
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_preprocess_config_validates(tmp_path):
+    with pytest.raises(ValueError, match="mode"):
+        PreprocessConfig("m", mode="tiles")
+    (tmp_path / "preprocess.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"preprocess\.json"):
+        PreprocessConfig.read(tmp_path)
+    (tmp_path / "preprocess.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="not a kdiqa ONNX"):
+        PreprocessConfig.read(tmp_path)
+    cfg = PreprocessConfig("m", score_range=(1, 5), higher_better=False)
+    assert PreprocessConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    assert cfg.to_output_scale(0.25) == pytest.approx(4.0)
+
+
+BLOCK_TORCH = """
+import sys
+for name in ("torch", "torchvision", "timm"):
+    sys.modules[name] = None  # any import of these now raises ImportError
+"""
+
+
+def test_runtime_works_without_torch(tmp_path):
+    from kdiqa.export import ExportOptions, export_model
+
+    out = tmp_path / "exported"
+    export_model(kdiqa.create_model("iqa_test_tiny"), out, ExportOptions(threads=1))
+    for i in range(3):
+        synthetic_photo((72, 64), seed=i).save(tmp_path / f"img_{i}.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "img_small.jpg")
+    code = BLOCK_TORCH + textwrap.dedent(
+        f"""
+        import json
+        from kdiqa.runtime import OnnxScorer
+        from kdiqa.cli import main
+
+        scorer = OnnxScorer({str(out)!r}, threads=1)
+        score = scorer.score({str(tmp_path / "img_0.png")!r})
+        rc = main(["score", {str(tmp_path)!r}, "--backend", "onnx", "--model", {str(out)!r},
+                   "--output", {str(tmp_path / "s.json")!r}, "--quiet", "--threads", "1"])
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "timm", "scipy")
+                        and sys.modules[m] is not None)
+        print(json.dumps({{"score": score, "rc": rc, "loaded": loaded}}))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["rc"] == 0 and result["loaded"] == []
+    assert 0 <= result["score"] <= 100
+    scores = json.loads((tmp_path / "s.json").read_text())["results"]
+    assert len(scores) == 4 and all(r["score"] is not None for r in scores)
