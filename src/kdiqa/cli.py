@@ -240,6 +240,38 @@ def _cmd_export(args) -> int:
     return 0 if report["parity"]["ok"] else 1
 
 
+def _cmd_benchmark(args) -> int:
+    from .bench.speed import PEERS, SpeedOptions, run
+
+    opts = SpeedOptions(
+        teacher=args.teacher,
+        student=args.student,
+        students=args.students,
+        sizes=args.sizes,
+        threads=args.threads,
+        batch=args.batch,
+        warmup=args.warmup,
+        iters=args.iters,
+        budget_s=args.budget,
+        int8=not args.no_int8,
+        calibration=args.calibration,
+        calib_images=args.calib_images,
+        parity_dataset=None if args.parity_dataset == "none" else args.parity_dataset,
+        parity_root=args.parity_root,
+        parity_split=args.parity_split,
+        parity_limit=args.parity_limit,
+        peers=[] if args.peers == ["none"] else (args.peers or list(PEERS)),
+        work_dir=args.work_dir,
+        out=args.out or ("benchmarks/results/speed_quick.json" if args.quick else "benchmarks/results/speed.json"),
+        quick=args.quick,
+    )
+    result = run(opts)
+    keys = [k for k in result if k.startswith(("student_", "int8_"))]
+    print(json.dumps({k: result[k] for k in keys}, indent=2))
+    print(f"wrote {opts.out} and {opts.out.rsplit('.', 1)[0]}.md", file=sys.stderr)
+    return 0
+
+
 def _cmd_list_models(args) -> int:
     from .hub import ALIASES, list_pretrained
     from .models.zoo import create_model, list_models
@@ -397,6 +429,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch and onnxruntime threads for the checks")
     p.add_argument("--batch-size", type=int, default=8)
     p.set_defaults(fn=_cmd_export)
+
+    p = sub.add_parser("benchmark", help="speed of teacher, students (torch, ONNX fp32/int8) and peers")
+    p.add_argument("--teacher", default="default", help="teacher: bundled name, checkpoint folder or architecture")
+    p.add_argument(
+        "--student", default="iqa_mobilenetv3_small_050", help="the default student (summary keys refer to it)"
+    )
+    p.add_argument(
+        "--students",
+        nargs="+",
+        default=["iqa_effnet_lite0", "iqa_mobilenetv3_small_050", "iqa_lcnet_050"],
+        help="other students to time (random weights when given by architecture name)",
+    )
+    p.add_argument("--sizes", type=int, nargs="+", default=[224, 500], help="square input sides")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=8, help="batch for the throughput figure")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--iters", type=int, default=30, help="timed calls per cell at most")
+    p.add_argument("--budget", type=float, default=10.0, help="seconds of timing per cell (slow models: fewer calls)")
+    p.add_argument("--no-int8", action="store_true", help="skip the int8 models")
+    p.add_argument("--calibration", default="configs/pool_default.yaml", help="int8 calibration folder or pool YAML")
+    p.add_argument("--calib-images", type=int, default=32)
+    p.add_argument("--parity-dataset", default="clive", help="labelled set for the int8 SRCC drop ('none': skip)")
+    p.add_argument("--parity-root", default="../shared/data/clive")
+    p.add_argument("--parity-split", default="test")
+    p.add_argument("--parity-limit", type=int, help="first N images only")
+    p.add_argument("--peers", nargs="+", help="subset of topiq_nr musiq hyperiqa brisque niqe ('none': no peers)")
+    p.add_argument("--work-dir", help="keep the exported models here (default: a temporary folder)")
+    p.add_argument("--out", help="JSON results (default benchmarks/results/speed.json; speed_quick.json with --quick)")
+    p.add_argument("--quick", action="store_true", help="smoke run: few calls, tiny calibration, peers at batch 1")
+    p.set_defaults(fn=_cmd_benchmark)
 
     p = sub.add_parser("list-models", help="registered architectures (or --pretrained weights)")
     p.add_argument("filter", nargs="?", help="glob pattern, e.g. '*lite*'")

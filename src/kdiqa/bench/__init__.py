@@ -1,0 +1,1 @@
+"""Speed benchmark of kdiqa models and peers (``kdiqa benchmark``, ``benchmarks/speed.py``)."""

@@ -1,0 +1,29 @@
+"""`kdiqa benchmark` end to end on the tiny model (quick mode): rows, summary keys, Markdown table."""
+
+import json
+
+from kdiqa.cli import main
+
+
+def test_benchmark_quick_on_tiny_models(tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    args = ["benchmark", "--quick", "--teacher", "iqa_test_tiny", "--student", "iqa_test_tiny", "--students"]
+    args += ["iqa_test_tiny", "--sizes", "64", "96", "--threads", "1", "--peers", "bogus", "--out", str(out)]
+    args += ["--calibration", str(tmp_path / "missing"), "--parity-dataset", "none"]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    for key in ("student_onnx_fp32_96_images_per_s", "student_vs_teacher", "int8_srcc_drop", "peak_fp32"):
+        assert key in result
+    assert result["int8_srcc_drop"] is None and "random weights" in result["int8_srcc_drop_basis"]
+    assert result["student_int8_size_ratio"] > 1
+    rows = result["rows"]
+    assert {(r["role"], r["backend"], r["size"]) for r in rows} == {
+        (role, backend, size)
+        for role in ("teacher", "student (default)")
+        for backend in ("torch", "onnx_fp32", "onnx_int8")
+        for size in (64, 96)
+    }
+    assert all(r["p50_ms"] > 0 and r["macs"] > 0 and 0 < r["peak_fraction"] for r in rows)
+    assert result["skipped"][0]["model"] == "bogus" and "unknown peer" in result["skipped"][0]["reason"]
+    table = out.with_suffix(".md").read_text()
+    assert "QUICK" in table and table.count("| iqa_test_tiny |") == 12
