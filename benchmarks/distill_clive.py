@@ -179,8 +179,8 @@ def main() -> None:
     del teacher_model
 
     for student in args.students:
-        for method in args.methods:
-            for seed in args.seeds:
+        for seed in args.seeds:  # seed-major: an interrupted grid still has every method for the first seeds
+            for method in args.methods:
                 key = (student, method, seed)
                 if key in runs:
                     continue

@@ -72,8 +72,10 @@ def test_missing_cached_stage_is_a_clear_error(tmp_path):
 
 def test_review_stages_subset():
     teacher, student = _teacher(), kdiqa.create_model("iqa_test_tiny")
-    d = build_distiller("review", student, teacher, DistillConfig(review_stages=[2, 4]))
+    d = build_distiller("review", student, teacher, DistillConfig(review_stages=[2, 4], review_channels=8))
     assert len(d.abfs) == 2 and d.abfs[0].att is not None and d.abfs[1].att is None
+    assert d.abfs[0].conv1[0].out_channels == 8
+    assert d.abfs[1].conv2[0].out_channels == teacher.feature_info[4]["num_chs"]
     _, losses = d.forward_train({"image": torch.rand(3, 3, 64, 64), "score": torch.rand(3)}, "joint")
     assert torch.isfinite(losses["review"])
     with pytest.raises(ValueError, match="review_stages"):

@@ -35,6 +35,9 @@ class DistillConfig:
     relation: str = "rkd"  # rkd | sp | none
     relation_weight: float = 1.0
     review_stages: list[int] | None = None  # stages the review fuses and supervises (None: all)
+    # ABF width. The fusion runs at each level's resolution, so for a small student a wide ABF costs
+    # more than the student itself (64 channels at stride 4 is ~20x MobileNetV3-small-0.5's MACs).
+    review_channels: int = 32
     # "relative": divide each feature loss by the teacher map's mean square (detached). The teacher's
     # stage maps are unnormalised and their energy differs by orders of magnitude between stages
     # and backbones, so the plain MSE of FitNets/ReviewKD would swamp the score losses. "none": as

@@ -21,7 +21,7 @@ class ReviewDistill(FeatureDistiller):
     The total is task/soft losses + λ·min(1, step / warm-up)·mean HCL over the levels + relation.
     """
 
-    def __init__(self, student, teacher, cfg: DistillConfig, mid_ch: int = 64) -> None:
+    def __init__(self, student, teacher, cfg: DistillConfig) -> None:
         super().__init__(student, teacher, cfg)
         t_shapes, s_shapes = probe_features(teacher), probe_features(student)
         if len(t_shapes) != len(s_shapes):
@@ -31,7 +31,7 @@ class ReviewDistill(FeatureDistiller):
             raise ValueError(f"review_stages {cfg.review_stages} must be a non-empty subset of 0..{len(s_shapes) - 1}")
         # abfs[k] handles stage self.stages[k]; the deepest one has nothing deeper to fuse.
         last = self.stages[-1]
-        self.abfs = nn.ModuleList(ABF(s_shapes[i][0], mid_ch, t_shapes[i][0], fuse=i != last) for i in self.stages)
+        self.abfs = nn.ModuleList(ABF(s_shapes[i][0], cfg.review_channels, t_shapes[i][0], fuse=i != last) for i in self.stages)
 
     def review(self, s_feats: list[torch.Tensor]) -> list[torch.Tensor]:
         """Fused student maps for ``self.stages``, deepest first fused into shallower ones."""

@@ -1,0 +1,104 @@
+"""Packages the best student of the CLIVE ablation as a bundled kdiqa model (the default).
+
+The method is the one with the best mean *validation* SRCC over its seeds, and the run the seed with
+the best validation SRCC; test figures are only reported, never used to choose.
+
+    python benchmarks/bundle_student.py --student iqa_mobilenetv3_small_050 \\
+        --out src/kdiqa/weights/iqa_mobilenetv3_small_050.clive
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from kdiqa.checkpoint import load_model, read_config, save_model
+
+CARD = """# {name} — kdiqa's default model
+
+- Architecture: {arch} (timm) + MLP quality head; {params:.2f} M parameters, {gmacs:.2f} GMACs at 500×500.
+- Method: `{method}` distillation from the reference teacher `iqa_effnet_lite2.clive`
+  (`configs/distill_clive.yaml`, seed {seed}); chosen as the method with the best mean validation SRCC
+  over {n_seeds} seeds, then the seed with the best validation SRCC (validation: the 105 images carved
+  from CLIVE `train`). Never trained or tuned on CLIVE `test`.
+- Data: the unrated pool (pristine photos with synthetic distortions + CLIVE `train` images without
+  their MOS) labelled by the teacher, then CLIVE `train` MOS.
+- Trained by: `{command}` (the ablation; this is run `{run}`).
+- Output: MOS on CLIVE's scale (0–100, higher is better). Test-time view: the full image, after
+  downscaling so that the shorter side is at most 500 px.
+- CLIVE `test` (230 images): SRCC {srcc:.4f}, PLCC {plcc:.4f} (this run);
+  method mean over seeds: SRCC {srcc_mean:.4f} ± {srcc_std:.4f}. Teacher: SRCC {t_srcc:.4f}.
+  Source: `benchmarks/results/distill_clive.json`.
+
+The training data's copyright notice (LIVE_README.txt) accompanies these weights. Cite
+D. Ghadiyaram and A.C. Bovik, "Massive Online Crowdsourced Study of Subjective and Objective Picture
+Quality," IEEE TIP 2016.
+"""
+
+
+def choose(result: dict, student: str) -> tuple[dict, dict]:
+    """(summary row of the chosen method, the chosen run) by validation SRCC."""
+    runs = [r for r in result["runs"] if r["student"] == student]
+    if not runs:
+        raise SystemExit(f"no runs of {student} in the ablation results")
+    methods = sorted({r["method"] for r in runs})
+    best_method = max(methods, key=lambda m: np.mean([r["val_srcc"] for r in runs if r["method"] == m]))
+    run = max((r for r in runs if r["method"] == best_method), key=lambda r: r["val_srcc"])
+    summary = next(s for s in result["summary"] if s["student"] == student and s["method"] == best_method)
+    return summary, run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--student", default="iqa_mobilenetv3_small_050")
+    ap.add_argument("--results", default="benchmarks/results/distill_clive.json")
+    ap.add_argument("--runs", default="runs/distill_clive")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--max-short", type=int, default=500)
+    ap.add_argument("--live-readme", default="../shared/data/clive/LIVE_README.txt")
+    args = ap.parse_args()
+    result = json.loads(Path(args.results).read_text())
+    summary, run = choose(result, args.student)
+    folder = Path(args.runs) / args.student / run["method"] / f"seed{run['seed']}" / "best"
+    model = load_model(folder)
+    model.cfg.eval_mode, model.cfg.eval_max_short = "full", args.max_short
+    out = Path(args.out)
+    extra = {
+        "trained_on": "CLIVE train (LIVE In the Wild Challenge) + an unrated pool labelled by the teacher",
+        "method": run["method"],
+        "seed": run["seed"],
+        "teacher": "iqa_effnet_lite2.clive",
+        "train_command": f"python benchmarks/distill_clive.py (run {folder})",
+        "distill_config": read_config(folder).get("distill_config"),
+        "clive_test": {k: run[k] for k in ("srcc", "plcc", "krcc", "rmse", "n")},
+        "val_srcc": run["val_srcc"],
+    }
+    save_model(model, out, extra)
+    shutil.copy(args.live_readme, out / "LIVE_README.txt")
+    (out / "README.md").write_text(
+        CARD.format(
+            name=out.name,
+            arch=model.cfg.arch,
+            params=run["params"] / 1e6,
+            gmacs=run["macs"] / 1e9,
+            method=run["method"],
+            seed=run["seed"],
+            n_seeds=summary["seeds"],
+            command=result.get("command", "python benchmarks/distill_clive.py"),
+            run=folder,
+            srcc=run["srcc"],
+            plcc=run["plcc"],
+            srcc_mean=summary["srcc_mean"],
+            srcc_std=summary["srcc_std"],
+            t_srcc=result["teacher"]["srcc"],
+        )
+    )
+    print(json.dumps({"bundled": str(out), "method": run["method"], "seed": run["seed"], "test_srcc": run["srcc"]}))
+
+
+if __name__ == "__main__":
+    main()
