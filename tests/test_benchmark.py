@@ -23,7 +23,7 @@ def test_benchmark_quick_on_tiny_models(tmp_path, capsys):
         for backend in ("torch", "onnx_fp32", "onnx_int8")
         for size in (64, 96)
     }
-    assert all(r["p50_ms"] > 0 and r["macs"] > 0 and 0 < r["peak_fraction"] for r in rows)
+    assert all(r["p50_ms"] > 0 and r["macs"] > 0 and r["peak_fraction"] > 0 for r in rows)
     assert result["skipped"][0]["model"] == "bogus" and "unknown peer" in result["skipped"][0]["reason"]
     table = out.with_suffix(".md").read_text()
     assert "QUICK" in table and table.count("| iqa_test_tiny |") == 12

@@ -419,7 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", help="unlabelled images for int8 calibration: a folder or a pool YAML")
     p.add_argument("--calib-images", type=int, default=64, help="calibration images (a seeded sample)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax")
-    p.add_argument("--reduce-range", action="store_true", help="int8: 7-bit weights (CPUs without VNNI)")
+    p.add_argument(
+        "--no-reduce-range",
+        dest="reduce_range",
+        action="store_false",
+        help="int8: full 8-bit weights (default 7-bit: no saturation on x86 CPUs without VNNI)",
+    )
     p.add_argument("--sample-images", help="folder of images for the max-difference check (default: synthetic)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="fp32 parity: max |torch - onnx| (exit 1 above)")
     p.add_argument("--parity-dataset", help="labelled set for SRCC/PLCC of torch vs fp32 vs int8, e.g. clive")

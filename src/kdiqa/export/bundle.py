@@ -37,7 +37,7 @@ class ExportOptions:
     calib_images: int = 64
     calib_method: str = "minmax"
     calib_seed: int = 0
-    reduce_range: bool = False  # 7-bit weights (CPUs without VNNI)
+    reduce_range: bool = True  # 7-bit weights: no u8×s8 saturation on CPUs without VNNI
     sample_images: str | None = None  # folder of images for the max-abs-difference check
     tolerance: float = 1e-4  # fp32 parity: max |torch − ONNX| allowed on normalised scores
     parity_dataset: str | None = None  # e.g. "clive": SRCC/PLCC for torch vs fp32 vs int8

@@ -13,6 +13,7 @@ The exported folder is everything a runtime needs:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import platform
 import tempfile
@@ -217,7 +218,7 @@ def quantize_int8(
     method: str = "minmax",
     per_channel: bool = True,
     quantize_bias: bool = False,
-    reduce_range: bool = False,
+    reduce_range: bool = True,
 ) -> dict:
     """Static int8 quantisation (QDQ) of an exported model, calibrated on ``images``.
 
@@ -226,7 +227,9 @@ def quantize_int8(
     ONNX Runtime's quantisation pre-processing (shape inference and fusions). Biases stay float32
     unless ``quantize_bias`` (ONNX Runtime still fuses each Conv into one ``QLinearConv``; int32
     biases would add a per-channel scale and zero point each, ~3x their size). ``reduce_range``
-    uses 7-bit weights, for CPUs without VNNI where u8×s8 products can saturate.
+    (the default) keeps weights within 7 bits: without VNNI, x86 CPUs multiply u8×s8 pairs into
+    int16 sums that saturate with full-range weights (on a CLIVE student this halved the mean
+    |int8 − fp32| and raised the rank agreement with fp32 from 0.96 to 0.99).
 
     Returns:
         The settings used, for ``export.json``.
@@ -251,6 +254,11 @@ def quantize_int8(
     class _Reader(ViewsCalibrationReader, CalibrationDataReader):
         pass
 
+    views = "the model's test-time views"
+    if method != "minmax":  # ONNX Runtime's histogram collectors stack all batches: shapes must be equal
+        cfg = dataclasses.replace(cfg, mode="center", resize=cfg.crop, max_short=None)
+        views = f"one {cfg.crop} px centre crop after a shorter-side resize to {cfg.crop} px (equal shapes)"
+
     with tempfile.TemporaryDirectory(prefix="kdiqa-quant-") as tmp:
         prep = Path(tmp) / "prep.onnx"
         quant_pre_process(str(fp32_path), str(prep), skip_symbolic_shape=False)
@@ -270,12 +278,13 @@ def quantize_int8(
     return {
         "format": "QDQ",
         "per_channel": per_channel,
-        "weights": "int7 (reduce_range)" if reduce_range else "int8",
+        "weights": "int8, 7-bit range (reduce_range)" if reduce_range else "int8",
         "activations": "uint8",
         "biases": "int32" if quantize_bias else "float32",
         "tensor_names": "shortened",
         "calibration_method": method,
         "calibration_images": len(images),
+        "calibration_views": views,
     }
 
 
