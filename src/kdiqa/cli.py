@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_score)
 
     p = sub.add_parser("pseudo-label", help="teacher soft labels for an unlabelled pool (resumable, shardable)")
-    p.add_argument("--teacher", default="default", help="teacher checkpoint folder or bundled name")
+    p.add_argument("--teacher", default="teacher", help="teacher checkpoint folder or bundled name")
     p.add_argument("--pool", required=True, help="pool YAML (sources, distortions; see configs/pool_default.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a pool value")
     p.add_argument("--out", required=True, help="SQLite file; an existing one is resumed")
@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_export)
 
     p = sub.add_parser("benchmark", help="speed of teacher, students (torch, ONNX fp32/int8) and peers")
-    p.add_argument("--teacher", default="default", help="teacher: bundled name, checkpoint folder or architecture")
+    p.add_argument("--teacher", default="teacher", help="teacher: bundled name, checkpoint folder or architecture")
     p.add_argument(
         "--student", default="iqa_mobilenetv3_small_050", help="the default student (summary keys refer to it)"
     )

@@ -32,7 +32,7 @@ PEERS = ["topiq_nr", "musiq", "hyperiqa", "brisque", "niqe"]
 class SpeedOptions:
     """Settings of one benchmark run (each has a ``kdiqa benchmark`` option)."""
 
-    teacher: str = "default"  # bundled name, checkpoint folder or architecture name
+    teacher: str = "teacher"  # bundled name, checkpoint folder or architecture name
     student: str = "iqa_mobilenetv3_small_050"  # the default student (summary keys refer to it)
     students: list[str] = field(default_factory=lambda: list(STUDENTS))
     sizes: list[int] = field(default_factory=lambda: [224, 500])

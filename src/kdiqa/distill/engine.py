@@ -50,7 +50,7 @@ class DistillRunConfig:
     student: str = "iqa_mobilenetv3_small_050"
     student_pretrained: str = "none"
     student_init: str | None = None  # checkpoint folder to start from (e.g. a pretext run)
-    teacher: str = "default"
+    teacher: str = "teacher"
     distill: DistillConfig = field(default_factory=DistillConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     labelled: DataSection = field(default_factory=DataSection)
