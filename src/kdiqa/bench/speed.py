@@ -61,11 +61,15 @@ class SpeedOptions:
 
 
 def _timed(fn, opts: SpeedOptions, min_iters: int) -> dict:
-    """Warm-up, then as many timed calls as fit ``budget_s`` (between ``min_iters`` and ``iters``)."""
-    t0 = time.perf_counter()
-    for _ in range(max(1, opts.warmup)):
+    """``warmup`` untimed calls (at least one; fewer once half the budget is spent), then as many timed
+    calls as fit ``budget_s``, between ``min_iters`` and ``iters``."""
+    t0, calls = time.perf_counter(), 0
+    while calls < max(1, opts.warmup):
         fn()
-    per_call = (time.perf_counter() - t0) / max(1, opts.warmup)
+        calls += 1
+        if time.perf_counter() - t0 > opts.budget_s / 2:
+            break
+    per_call = (time.perf_counter() - t0) / calls
     n = int(min(opts.iters, max(min_iters, opts.budget_s / max(per_call, 1e-9))))
     return measure_latency(fn, warmup=0, iters=n)
 
@@ -90,6 +94,7 @@ def _row(name, role, weights, backend, size, params, macs, b1, b8, batch, peak, 
     row |= {"params": params, "macs": macs, "p50_ms": b1["p50_ms"], "p90_ms": b1["p90_ms"], "iters": b1["iters"]}
     row["images_per_s_b1"] = 1e3 / b1["p50_ms"]
     row[f"images_per_s_b{batch}"] = batch * 1e3 / b8["p50_ms"] if b8 else None
+    row[f"iters_b{batch}"] = b8["iters"] if b8 else 0
     row["peak_fraction"] = macs * 2 / (b1["p50_ms"] / 1e3) / peak if macs else None
     return row | extra
 
