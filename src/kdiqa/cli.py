@@ -438,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="speed of teacher, students (torch, ONNX fp32/int8) and peers")
     p.add_argument("--teacher", default="teacher", help="teacher: bundled name, checkpoint folder or architecture")
     p.add_argument(
-        "--student", default="iqa_mobilenetv3_small_050", help="the default student (summary keys refer to it)"
+        "--student",
+        help="the default student, summary keys refer to it (default: the bundled 'default' model once it is a "
+        "student, else iqa_mobilenetv3_small_050 with random weights)",
     )
     p.add_argument(
         "--students",

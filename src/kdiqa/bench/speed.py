@@ -33,7 +33,7 @@ class SpeedOptions:
     """Settings of one benchmark run (each has a ``kdiqa benchmark`` option)."""
 
     teacher: str = "teacher"  # bundled name, checkpoint folder or architecture name
-    student: str = "iqa_mobilenetv3_small_050"  # the default student (summary keys refer to it)
+    student: str | None = None  # the default student (summary keys refer to it); see default_student()
     students: list[str] = field(default_factory=lambda: list(STUDENTS))
     sizes: list[int] = field(default_factory=lambda: [224, 500])
     threads: int = 2
@@ -54,10 +54,18 @@ class SpeedOptions:
     quick: bool = False  # smoke run: few timed calls, batch 1 only for peers, tiny calibration
 
     def __post_init__(self) -> None:
+        self.student = self.student or default_student()
         if self.quick:
             self.warmup, self.iters, self.budget_s = 1, 3, 1.0
             self.calib_images = min(self.calib_images, 4)
             self.parity_limit = self.parity_limit or 16
+
+
+def default_student() -> str:
+    """The bundled default model when it is a student (issue 4), else MobileNetV3-small-0.5 (random weights)."""
+    from ..hub import ALIASES
+
+    return "default" if ALIASES["default"] != ALIASES["teacher"] else "iqa_mobilenetv3_small_050"
 
 
 def _timed(fn, opts: SpeedOptions, min_iters: int) -> dict:
