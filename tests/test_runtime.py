@@ -88,3 +88,22 @@ def test_runtime_works_without_torch(tmp_path):
     assert 0 <= result["score"] <= 100
     scores = json.loads((tmp_path / "s.json").read_text())["results"]
     assert len(scores) == 4 and all(r["score"] is not None for r in scores)
+
+
+def test_runtime_install_has_no_torch_and_torch_commands_say_what_to_install():
+    import tomllib
+    from pathlib import Path
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    runtime = meta["dependencies"] + meta["optional-dependencies"]["runtime"]
+    names = {d.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip().lower() for d in runtime}
+    assert names == {"numpy", "pillow", "onnxruntime"}
+    code = BLOCK_TORCH + textwrap.dedent(
+        """
+        from kdiqa.cli import main
+        raise SystemExit(main(["list-models"]))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "pip install kdiqa[torch]" in proc.stderr and "--backend onnx" in proc.stderr

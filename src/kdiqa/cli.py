@@ -349,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# top-level modules of the `torch` extra (pyproject.toml); the base install is the ONNX runtime's
+TORCH_EXTRA = {"torch", "torchvision", "timm", "scipy", "safetensors", "yaml", "tqdm"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -356,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyError, ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
         # User errors (unknown names, bad configs, missing files): one line, no traceback.
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        if isinstance(exc, ModuleNotFoundError) and exc.name in TORCH_EXTRA:
+            msg += " (this command needs `pip install kdiqa[torch]`; `kdiqa score --backend onnx` does not)"
         print(f"kdiqa {args.command}: error: {msg}", file=sys.stderr)
         return 2
 

@@ -31,7 +31,9 @@ class ReviewDistill(FeatureDistiller):
             raise ValueError(f"review_stages {cfg.review_stages} must be a non-empty subset of 0..{len(s_shapes) - 1}")
         # abfs[k] handles stage self.stages[k]; the deepest one has nothing deeper to fuse.
         last = self.stages[-1]
-        self.abfs = nn.ModuleList(ABF(s_shapes[i][0], cfg.review_channels, t_shapes[i][0], fuse=i != last) for i in self.stages)
+        self.abfs = nn.ModuleList(
+            ABF(s_shapes[i][0], cfg.review_channels, t_shapes[i][0], fuse=i != last) for i in self.stages
+        )
 
     def review(self, s_feats: list[torch.Tensor]) -> list[torch.Tensor]:
         """Fused student maps for ``self.stages``, deepest first fused into shallower ones."""
