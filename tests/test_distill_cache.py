@@ -61,6 +61,23 @@ def test_cached_targets_give_the_online_losses(method, tmp_path):
         assert cached[k].item() == pytest.approx(online[k].item(), rel=2e-2, abs=1e-4), k
 
 
+def test_flip_mirrors_crop_and_maps_together(tmp_path):
+    path = build_cache(_teacher(), _sources(1), 48, 1, [2, 3], tmp_path, workers=0, progress=False)
+    plain, flipping = CachedCrops(path), CachedCrops(path, flip=True)
+    ref = plain[0]
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(20):
+        item = flipping[0]
+        mirrored = torch.equal(item["image"], ref["image"].flip(-1))
+        assert mirrored or torch.equal(item["image"], ref["image"])
+        for k in ("t_feat2", "t_feat3"):
+            assert torch.equal(item[k], ref[k].flip(-1) if mirrored else ref[k])
+        assert item["t_score"] == ref["t_score"]
+        seen.add(mirrored)
+    assert seen == {True, False}
+
+
 def test_missing_cached_stage_is_a_clear_error(tmp_path):
     teacher = _teacher()
     path = build_cache(teacher, _sources(2), 48, 1, [1], tmp_path, workers=0, progress=False)
@@ -118,3 +135,18 @@ threads: 1
     assert summary["total_steps"] == 6 + 2 + 1
     metas = sorted(cache_meta(p)["items"] for p in (tmp_path / "cache").glob("*.safetensors"))
     assert metas == [24, 2 * 14]  # 14 labelled train images (after the validation carve) × 2 crops
+
+
+def test_grouped_batches_never_mix_parts():
+    from torch.utils.data import ConcatDataset, TensorDataset
+
+    from kdiqa.distill.engine import GroupedBatches
+
+    ds = ConcatDataset([TensorDataset(torch.zeros(10)), TensorDataset(torch.ones(7))])
+    sampler = GroupedBatches(ds, 3, torch.Generator().manual_seed(0))
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 3 + 2
+    assert all(len(b) == 3 and len({i < 10 for i in b}) == 1 for b in batches)
+    flat = [i for b in batches for i in b]
+    assert len(set(flat)) == len(flat)
+    assert {b[0] < 10 for b in batches} == {True, False}

@@ -43,6 +43,7 @@ class CacheSection:
     labelled_crop: int = 320
     labelled_views: int = 4  # fixed crops per labelled training image (for the joint stage)
     stages: list[int] = field(default_factory=lambda: [1, 2, 3, 4])  # teacher stage maps to store
+    flip: bool = True  # mirror crops and their teacher maps at random (CachedCrops)
     batch_size: int = 32
     workers: int = 1
 
@@ -144,10 +145,15 @@ class CachedCrops(Dataset):
     """The crops of a cache with their MOS (NaN if unrated) and the teacher's score and stage maps.
 
     Items: ``{"image": float (3,h,w) in [0,1], "score", "t_score", "t_feat{s}": float maps}``.
+
+    With ``flip``, an item is mirrored left-right half of the time, its teacher maps with it. The
+    teacher's score is kept: quality does not change in a mirror (the teacher was trained with
+    flips), and its maps of a mirrored crop are, up to border effects, the mirrored maps. Without
+    this, the student memorises a cache's few fixed crops per image within a few epochs.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path, flip: bool = False) -> None:
+        self.path, self.flip = Path(path), flip
         self.tensors = load_file(str(self.path))
         self.feat_keys = sorted(k for k in self.tensors if k.startswith("t_feat"))
 
@@ -158,6 +164,8 @@ class CachedCrops(Dataset):
         t = self.tensors
         item = {"image": t["image"][i].float() / 255, "score": t["score"][i], "t_score": t["t_score"][i]}
         item.update({k: t[k][i].float() for k in self.feat_keys})
+        if self.flip and torch.rand(()) < 0.5:
+            item.update({k: item[k].flip(-1) for k in ("image", *self.feat_keys)})
         return item
 
 

@@ -18,7 +18,7 @@ from functools import partial
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from ..checkpoint import load_train_state, save_model, save_train_state
@@ -78,6 +78,28 @@ class PoolCrops(Dataset):
         return {"image": self.transform(self.items[i].render()), "score": torch.tensor(float("nan")), "index": -1}
 
 
+class GroupedBatches(Sampler):
+    """Shuffled batches that never mix the parts of a ConcatDataset (e.g. a pool cache of 224 px crops
+    and a labelled cache of 320 px crops cannot share a batch); the batch order is shuffled too.
+    Incomplete batches are dropped. A plain dataset is one part: ordinary shuffled batches."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, generator: torch.Generator) -> None:
+        sizes = [len(d) for d in dataset.datasets] if isinstance(dataset, ConcatDataset) else [len(dataset)]
+        self.offsets, self.sizes = np.cumsum([0, *sizes[:-1]]).tolist(), sizes
+        self.batch_size, self.generator = batch_size, generator
+
+    def __len__(self) -> int:
+        return sum(n // self.batch_size for n in self.sizes)
+
+    def __iter__(self):
+        batches = []
+        for off, n in zip(self.offsets, self.sizes, strict=True):
+            order = (torch.randperm(n, generator=self.generator) + off).tolist()
+            batches += [order[i : i + self.batch_size] for i in range(0, n - self.batch_size + 1, self.batch_size)]
+        for k in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[k]
+
+
 def _pool_items(cfg: DistillRunConfig, val_ds) -> list[PoolItem]:
     """The pool's train items, minus any image of the labelled validation split (a pool may list the
     labelled train images as unrated sources; the teacher's labels on validation images would leak)."""
@@ -96,14 +118,18 @@ def _cached_data(cfg: DistillRunConfig, teacher, train_ds, val_ds, needs_pool: b
         "labelled_cached": CachedCrops(
             build_cache(
                 teacher, rated, c.labelled_crop, c.labelled_views, c.stages, c.dir, c.batch_size, c.workers, progress
-            )
+            ),
+            flip=c.flip,
         )
     }
     if needs_pool:
         items = _pool_items(cfg, val_ds)
         unrated = [CacheSource(f"{it.path}|{it.dist_type}|{it.dist_level}|{it.dist_seed}", it.render) for it in items]
         out["pool_cached"] = CachedCrops(
-            build_cache(teacher, unrated, c.pool_crop, c.pool_views, c.stages, c.dir, c.batch_size, c.workers, progress)
+            build_cache(
+                teacher, unrated, c.pool_crop, c.pool_views, c.stages, c.dir, c.batch_size, c.workers, progress
+            ),
+            flip=c.flip,
         )
         out["both_cached"] = ConcatDataset([out["labelled_cached"], out["pool_cached"]])
     return out
@@ -170,11 +196,8 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
             g = torch.Generator().manual_seed(cfg.seed * 1000 + si * 100 + epoch)
             loader = DataLoader(
                 data[source],
-                batch_size=lab.batch_size,
-                shuffle=True,
-                drop_last=True,
+                batch_sampler=GroupedBatches(data[source], lab.batch_size, g),
                 num_workers=lab.workers,
-                generator=g,
             )
             distiller.train()
             sums: dict[str, float] = {}
