@@ -21,12 +21,11 @@ from kdiqa.checkpoint import load_model, read_config, save_model
 CARD = """# {name} — kdiqa's default model
 
 - Architecture: {arch} (timm) + MLP quality head; {params:.2f} M parameters, {gmacs:.2f} GMACs at 500×500.
-- Method: `{method}` distillation from the reference teacher `iqa_effnet_lite2.clive`
-  (`configs/distill_clive.yaml`, seed {seed}); chosen as the method with the best mean validation SRCC
+- Method: {how} (`configs/distill_clive.yaml`, method `{method}`, seed {seed}); chosen as the method
+  of the ablation with the best mean validation SRCC
   over {n_seeds} seeds, then the seed with the best validation SRCC (validation: the 105 images carved
   from CLIVE `train`). Never trained or tuned on CLIVE `test`.
-- Data: the unrated pool (pristine photos with synthetic distortions + CLIVE `train` images without
-  their MOS) labelled by the teacher, then CLIVE `train` MOS.
+- Data: {data}
 - Trained by: `{command}` (the ablation; this is run `{run}`).
 - Output: MOS on CLIVE's scale (0–100, higher is better). Test-time view: the full image, after
   downscaling so that the shorter side is at most 500 px.
@@ -38,6 +37,18 @@ The training data's copyright notice (LIVE_README.txt) accompanies these weights
 D. Ghadiyaram and A.C. Bovik, "Massive Online Crowdsourced Study of Subjective and Objective Picture
 Quality," IEEE TIP 2016.
 """
+
+
+HOW = {
+    "none": "trained on MOS only, without the teacher (at the ablation's budget no distillation method "
+    "beat it on validation)",
+    "distilled": "`{method}` distillation from the reference teacher `iqa_effnet_lite2.clive`",
+}
+DATA = {
+    "none": "CLIVE `train` MOS (595 images; 105 more held out for validation).",
+    "distilled": "the unrated pool (pristine photos with synthetic distortions + CLIVE `train` images without\n"
+    "  their MOS) labelled by the teacher, then CLIVE `train` MOS.",
+}
 
 
 def choose(result: dict, student: str) -> tuple[dict, dict]:
@@ -86,6 +97,8 @@ def main() -> None:
             params=run["params"] / 1e6,
             gmacs=run["macs"] / 1e9,
             method=run["method"],
+            how=HOW["none" if run["method"] == "none" else "distilled"].format(method=run["method"]),
+            data=DATA["none" if run["method"] == "none" else "distilled"],
             seed=run["seed"],
             n_seeds=summary["seeds"],
             command=result.get("command", "python benchmarks/distill_clive.py"),

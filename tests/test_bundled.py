@@ -1,5 +1,5 @@
-"""The bundled reference teacher: loads offline, scores the examples sensibly, and (with the shared
-data) keeps its accuracy on a slice of CLIVE test."""
+"""The bundled models (reference teacher, default student): load offline, score the examples
+sensibly, and (with the shared data) keep their accuracy on CLIVE test."""
 
 from pathlib import Path
 
@@ -8,36 +8,50 @@ import pytest
 from conftest import shared_path
 
 import kdiqa
-from kdiqa.hub import list_pretrained
+from kdiqa.hub import list_pretrained, resolve_folder
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+STUDENT = "iqa_mobilenetv3_small_050.clive"
 needs_weights = pytest.mark.skipif(
-    "iqa_effnet_lite2.clive" not in list_pretrained(), reason="bundled teacher weights are not in this installation"
+    not {"iqa_effnet_lite2.clive", STUDENT} <= set(list_pretrained()),
+    reason="bundled weights are not in this installation",
 )
 
 
 @needs_weights
-def test_default_model_ranks_clean_above_distorted():
+def test_default_model_is_the_small_student():
     model = kdiqa.load("default")
+    assert model.name == "iqa_mobilenetv3_small_050" and model.num_params() < 1.5e6
+    assert kdiqa.load("teacher").name == "iqa_effnet_lite2"
+    assert (resolve_folder("default") / "LIVE_README.txt").is_file()
+
+
+@needs_weights
+@pytest.mark.parametrize(("name", "min_right"), [("teacher", 3), ("default", 2)])
+def test_bundled_models_rank_clean_above_distorted(name, min_right):
+    # The small student (CLIVE test SRCC 0.55) misranks the noise pair (measured: 61 clean vs 68 noisy);
+    # the teacher gets all three right.
+    model = kdiqa.load(name)
     assert model.cfg.score_range == (0.0, 100.0)
     pairs = [
         ("coffee.jpg", "coffee_blur.jpg"),
         ("chelsea.jpg", "chelsea_noise.jpg"),
         ("astronaut.jpg", "astronaut_jpeg.jpg"),
     ]
-    for clean, bad in pairs:
-        s_clean, s_bad = model.score(EXAMPLES / clean, mode="full"), model.score(EXAMPLES / bad, mode="full")
-        assert 0 <= s_bad < s_clean <= 100, (clean, s_clean, s_bad)
+    scores = [(model.score(EXAMPLES / a, mode="full"), model.score(EXAMPLES / b, mode="full")) for a, b in pairs]
+    assert all(0 <= s <= 100 for pair in scores for s in pair)
+    assert sum(clean > bad for clean, bad in scores) >= min_right, scores
 
 
 @needs_weights
-def test_teacher_accuracy_on_clive_test_slice():
+@pytest.mark.parametrize(("name", "srcc"), [("teacher", 0.7), ("default", 0.5)])
+def test_accuracy_on_clive_test_slice(name, srcc):
     from kdiqa.data.transforms import EvalTransform
     from kdiqa.evaluation import evaluate_model
 
     ds = kdiqa.get_dataset("clive", shared_path("clive")).subset("test")
     ds.rows = ds.rows[::3]  # 77 images, full-image views: ~15 s on two CPU threads
-    result = evaluate_model(kdiqa.load("default"), ds, EvalTransform("full"), n_boot=0, progress=False)
+    result = evaluate_model(kdiqa.load(name), ds, EvalTransform("full"), n_boot=0, progress=False)
     assert result["n"] == 77
-    assert result["srcc"] > 0.7 and result["plcc"] > 0.7
+    assert result["srcc"] > srcc and result["plcc"] > srcc
     assert np.isfinite(result["rmse"])

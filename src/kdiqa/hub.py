@@ -13,9 +13,10 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 # Bundled checkpoints (safetensors + config.json inside the package): "<model>.<tag>".
 PRETRAINED = {
-    "iqa_effnet_lite2.clive": "iqa_effnet_lite2.clive",
+    "iqa_effnet_lite2.clive": "iqa_effnet_lite2.clive",  # the reference teacher
+    "iqa_mobilenetv3_small_050.clive": "iqa_mobilenetv3_small_050.clive",  # the default student
 }
-ALIASES = {"default": "iqa_effnet_lite2.clive", "teacher": "iqa_effnet_lite2.clive"}
+ALIASES = {"default": "iqa_mobilenetv3_small_050.clive", "teacher": "iqa_effnet_lite2.clive"}
 
 
 def list_pretrained() -> list[str]:
