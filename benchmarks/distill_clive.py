@@ -9,7 +9,7 @@ skipped, so an interrupted ablation resumes.
 
     python benchmarks/distill_clive.py                       # the full grid (hours on a 2-core CPU)
     python benchmarks/distill_clive.py --quick               # a few steps per stage, one seed: a check
-    python benchmarks/distill_clive.py --students iqa_effnet_lite0 --seeds 0
+    python benchmarks/distill_clive.py --students iqa_effnet_lite0 --config configs/distill_clive_lite0.yaml
 """
 
 from __future__ import annotations
@@ -197,6 +197,7 @@ def main() -> None:
                     "best_at": {"stage": summary["best"]["stage"], "epoch": summary["best"]["epoch"]},
                     "train_seconds": summary["wall_seconds"],
                     "steps": summary["total_steps"],
+                    "config": args.config,
                 }
                 runs[key] = row
                 print(json.dumps({k: row[k] for k in ("student", "method", "seed", "srcc", "plcc", "val_srcc")}))
