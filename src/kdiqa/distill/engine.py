@@ -184,7 +184,7 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
         source = f"{st.data}_cached" if st.stage != "task" and f"{st.data}_cached" in data else st.data
         if data[source] is None or len(data[source]) == 0:
             raise ValueError(f"stage {si}: no {st.data!r} data (is the pool configured?)")
-        steps = len(data[source]) // lab.batch_size
+        steps = len(GroupedBatches(data[source], lab.batch_size, torch.Generator()))  # full batches per pass
         steps = min(steps, st.steps_per_epoch) if st.steps_per_epoch else steps
         optimizer = torch.optim.AdamW(distiller.learnable_parameters(), lr=st.lr, weight_decay=cfg.weight_decay)
         if start[0] == si and 0 < start[1] < st.epochs:  # resuming inside this stage
