@@ -53,3 +53,17 @@ def rated_folder(tmp_path: Path) -> Path:
         lines.append(f"{name},{q * 100:.2f},5.0,{split}")
     (folder / "labels.csv").write_text("\n".join(lines) + "\n")
     return folder
+
+
+@pytest.fixture
+def tiny_teacher_and_photos(tmp_path: Path) -> tuple[Path, Path]:
+    """A saved random ``iqa_test_tiny`` checkpoint (a teacher) and a folder of 4 unrated 64 px photos."""
+    import kdiqa
+    from kdiqa.checkpoint import save_model
+
+    teacher = save_model(kdiqa.create_model("iqa_test_tiny"), tmp_path / "teacher")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        synthetic_photo((64, 64), seed=i).save(photos / f"{i}.png")
+    return teacher, photos

@@ -108,21 +108,13 @@ def test_losses_hand_computed():
     )
 
 
-@pytest.mark.parametrize("method", ["response", "hints", "review"])
-def test_two_step_distill_run_and_resume(method, tmp_path, rated_folder, capsys):
+@pytest.mark.parametrize("method", ["none", "response", "hints", "review"])  # none: MOS in the pool stage too
+def test_two_step_distill_run_and_resume(method, tmp_path, rated_folder, tiny_teacher_and_photos, capsys):
     import json
 
-    from conftest import synthetic_photo
-
-    from kdiqa.checkpoint import save_model
     from kdiqa.cli import main
 
-    teacher = tmp_path / "teacher"
-    save_model(kdiqa.create_model("iqa_test_tiny"), teacher)
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(4):
-        synthetic_photo((64, 64), seed=i).save(photos / f"{i}.png")
+    teacher, photos = tiny_teacher_and_photos
     cfg = tmp_path / "d.yaml"
     cfg.write_text(f"""
 method: {method}

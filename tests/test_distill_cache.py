@@ -99,18 +99,12 @@ def test_review_stages_subset():
         build_distiller("review", student, teacher, DistillConfig(review_stages=[9]))
 
 
-def test_distill_run_with_cache(tmp_path, rated_folder):
+def test_distill_run_with_cache(tmp_path, rated_folder, tiny_teacher_and_photos):
     import json
 
-    from kdiqa.checkpoint import save_model
     from kdiqa.cli import main
 
-    teacher = tmp_path / "teacher"
-    save_model(kdiqa.create_model("iqa_test_tiny"), teacher)
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(4):
-        synthetic_photo((64, 64), seed=i).save(photos / f"{i}.png")
+    teacher, photos = tiny_teacher_and_photos
     cfg = tmp_path / "d.yaml"
     cfg.write_text(f"""
 method: review

@@ -103,3 +103,33 @@ def load_image(path: str | os.PathLike) -> Image.Image:
 
 def is_image_file(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def as_rgb_image(image) -> Image.Image:
+    """A path, PIL image or HxW / HxWxC uint8 (or float in [0, 1]) array → 8-bit RGB PIL image.
+
+    Torch-free (the ONNX runtime uses it); :func:`kdiqa.data.transforms.as_pil` adds tensors.
+    """
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    if isinstance(image, str) or hasattr(image, "__fspath__"):
+        return load_image(image)
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.dtype != np.uint8:
+            arr = (np.clip(arr.astype(np.float64), 0, 1) * 255 + 0.5).astype(np.uint8)
+        if arr.ndim == 2:
+            arr = np.repeat(arr[..., None], 3, axis=2)
+        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+            raise ValueError(f"array images must be HxW or HxWxC (C in 1,3,4), got shape {image.shape}")
+        return to_rgb(Image.fromarray(arr.squeeze(2) if arr.shape[2] == 1 else arr))
+    raise TypeError(f"cannot read an image from {type(image).__name__}")
+
+
+def resize_short(img: Image.Image, short: int | None) -> Image.Image:
+    """Bicubic resize so that the shorter side is ``short`` (unchanged when ``short`` is None)."""
+    if not short or min(img.size) == short:
+        return img
+    w, h = img.size
+    s = short / min(w, h)
+    return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)

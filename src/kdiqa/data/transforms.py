@@ -8,43 +8,21 @@ centre, plus their mirrors) whose predictions are averaged.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-from .io import load_image, to_rgb
+from .io import as_rgb_image, resize_short
 
 
 def as_pil(image) -> Image.Image:
     """Path, PIL image, HWC numpy array (uint8 or float in [0,1]) or CHW tensor in [0,1] → RGB PIL."""
-    if isinstance(image, Image.Image):
-        return to_rgb(image)
-    if isinstance(image, str) or hasattr(image, "__fspath__"):
-        return load_image(image)
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
         if t.ndim != 3 or t.shape[0] not in (1, 3):
             raise ValueError(f"tensor images must be CHW with 1 or 3 channels, got shape {tuple(t.shape)}")
         return TF.to_pil_image(t.float().clamp(0, 1).expand(3, -1, -1))
-    if isinstance(image, np.ndarray):
-        arr = image
-        if arr.dtype != np.uint8:
-            arr = (np.clip(arr.astype(np.float64), 0, 1) * 255 + 0.5).astype(np.uint8)
-        if arr.ndim == 2:
-            arr = np.repeat(arr[..., None], 3, axis=2)
-        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-            raise ValueError(f"array images must be HxW or HxWxC (C in 1,3,4), got shape {image.shape}")
-        return to_rgb(Image.fromarray(arr.squeeze(2) if arr.shape[2] == 1 else arr))
-    raise TypeError(f"cannot read an image from {type(image).__name__}")
-
-
-def _resize_short(img: Image.Image, short: int | None) -> Image.Image:
-    if not short or min(img.size) == short:
-        return img
-    w, h = img.size
-    s = short / min(w, h)
-    return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
+    return as_rgb_image(image)
 
 
 def _pad_to(t: torch.Tensor, size: int) -> torch.Tensor:
@@ -69,7 +47,7 @@ class TrainTransform:
         self.crop, self.resize, self.hflip = crop, resize, hflip
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        t = _pad_to(TF.to_dtype(TF.to_image(_resize_short(img, self.resize)), torch.float32, scale=True), self.crop)
+        t = _pad_to(TF.to_dtype(TF.to_image(resize_short(img, self.resize)), torch.float32, scale=True), self.crop)
         h, w = t.shape[-2:]
         top = int(torch.randint(0, h - self.crop + 1, ()).item())
         left = int(torch.randint(0, w - self.crop + 1, ()).item())
@@ -117,9 +95,9 @@ class EvalTransform:
         self.max_short = max_short
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        img = _resize_short(img, self.resize)
+        img = resize_short(img, self.resize)
         if self.max_short and min(img.size) > self.max_short:
-            img = _resize_short(img, self.max_short)
+            img = resize_short(img, self.max_short)
         t = TF.to_dtype(TF.to_image(img), torch.float32, scale=True)
         if self.mode == "full":
             return t[None]

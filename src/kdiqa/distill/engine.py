@@ -181,7 +181,10 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
 
     step_global = 0
     for si, st in enumerate(cfg.stages):
-        source = f"{st.data}_cached" if st.stage != "task" and f"{st.data}_cached" in data else st.data
+        if cfg.method == "none":  # the control learns from MOS only: labelled data in every stage
+            source = "labelled"
+        else:
+            source = f"{st.data}_cached" if st.stage != "task" and f"{st.data}_cached" in data else st.data
         if data[source] is None or len(data[source]) == 0:
             raise ValueError(f"stage {si}: no {st.data!r} data (is the pool configured?)")
         steps = len(GroupedBatches(data[source], lab.batch_size, torch.Generator()))  # full batches per pass

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.io import load_image, to_rgb
+from ..data.io import as_rgb_image, resize_short
 
 PREPROCESS_NAME = "preprocess.json"
 FORMAT = "kdiqa-onnx"
@@ -108,32 +108,6 @@ class PreprocessConfig:
         return z * (hi - lo) + lo
 
 
-def as_rgb_image(image) -> Image.Image:
-    """A path, PIL image or HxW / HxWxC uint8 (or float in [0, 1]) array → 8-bit RGB PIL image."""
-    if isinstance(image, Image.Image):
-        return to_rgb(image)
-    if isinstance(image, str) or hasattr(image, "__fspath__"):
-        return load_image(image)
-    if isinstance(image, np.ndarray):
-        arr = image
-        if arr.dtype != np.uint8:
-            arr = (np.clip(arr.astype(np.float64), 0, 1) * 255 + 0.5).astype(np.uint8)
-        if arr.ndim == 2:
-            arr = np.repeat(arr[..., None], 3, axis=2)
-        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-            raise ValueError(f"array images must be HxW or HxWxC (C in 1,3,4), got shape {image.shape}")
-        return to_rgb(Image.fromarray(arr.squeeze(2) if arr.shape[2] == 1 else arr))
-    raise TypeError(f"cannot read an image from {type(image).__name__}")
-
-
-def _resize_short(img: Image.Image, short: int | None) -> Image.Image:
-    if not short or min(img.size) == short:
-        return img
-    w, h = img.size
-    s = short / min(w, h)
-    return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
-
-
 def _pad_to(a: np.ndarray, size: int) -> np.ndarray:
     h, w = a.shape[-2:]
     ph, pw = max(0, size - h), max(0, size - w)
@@ -159,9 +133,9 @@ def make_views(image, cfg: PreprocessConfig) -> np.ndarray:
         >>> make_views(Image.new("RGB", (48, 40)), cfg).shape
         (10, 3, 32, 32)
     """
-    img = _resize_short(as_rgb_image(image), cfg.resize)
+    img = resize_short(as_rgb_image(image), cfg.resize)
     if cfg.max_short and min(img.size) > cfg.max_short:
-        img = _resize_short(img, cfg.max_short)
+        img = resize_short(img, cfg.max_short)
     a = to_chw_float(img)
     if cfg.mode == "full":
         return a[None]
