@@ -17,6 +17,8 @@ from kdiqa.cli import main
 from kdiqa.data.io import load_image
 from kdiqa.data.transforms import EvalTransform
 from kdiqa.export import ExportOptions, export_model
+from kdiqa.export.onnx import preprocess_config
+from kdiqa.export.quantize import calibration_images, front_end_nodes, quantize_int8
 from kdiqa.runtime import OnnxScorer
 
 
@@ -59,6 +61,15 @@ def test_fp32_parity_at_two_sizes_and_batch_two(tiny, exported):
     assert report["parity"]["sizes"] == ["224x224", "375x500"] and report["parity"]["batch"] == 2
 
 
+def test_input_normalisation_is_one_conv_in_the_graph(exported):
+    import onnx
+
+    out, _ = exported
+    graph = onnx.load(str(out / "model.onnx")).graph
+    first = [n.op_type for n in graph.node if "image" in n.input]
+    assert first == ["Conv"]  # not Sub + Div: two extra passes over the full-size input in ONNX Runtime
+
+
 def test_export_folder_is_self_describing(exported):
     out, _ = exported
     saved = json.loads((out / "export.json").read_text())
@@ -71,7 +82,7 @@ def test_export_folder_is_self_describing(exported):
 
 def test_int8_is_smaller_and_ranks_like_fp32(exported, images):
     out, report = exported
-    assert (out / "model.int8.onnx").stat().st_size < (out / "model.onnx").stat().st_size / 2
+    assert (out / "model.int8.onnx").stat().st_size < (out / "model.onnx").stat().st_size * 0.7
     assert report["int8"]["format"] == "QDQ" and report["int8"]["per_channel"] is True
     assert report["int8"]["calibration_images"] == 10
     paths = sorted(str(p) for p in images.iterdir())
@@ -79,6 +90,30 @@ def test_int8_is_smaller_and_ranks_like_fp32(exported, images):
     z8 = OnnxScorer(out, "int8", threads=1).predict_paths(paths)
     assert np.abs(z32 - z8).max() < 0.05
     assert spearmanr(z32, z8)[0] > 0.7
+
+
+def test_int8_keeps_the_front_end_float(tiny, exported, images, tmp_path):
+    import onnx
+
+    out, report = exported
+    front = report["int8"]["float_front_end"]
+    assert front["max_stride"] == 8 and front["nodes"] > 0
+    proto = onnx.load(str(out / "model.onnx"))
+    counts = [len(front_end_nodes(proto, s)) for s in (2, 4, 8, 16)]
+    assert counts == sorted(set(counts)) and counts[0] > 0  # strictly more nodes per stride doubling
+    deepest = max(f["reduction"] for f in tiny.feature_info)
+    assert len(front_end_nodes(proto, deepest)) == len(proto.graph.node)
+    # quantising everything: smaller file, more dequantised tensors than the default
+    loaders, _ = calibration_images(images, n=4)
+    cfg = preprocess_config(tiny)
+    settings = quantize_int8(out / "model.onnx", tmp_path / "all.onnx", loaders, cfg, float_stride=0)
+    assert settings["float_front_end"]["nodes"] == 0
+    assert (tmp_path / "all.onnx").stat().st_size < (out / "model.onnx").stat().st_size / 2
+    n_dq = [
+        sum(n.op_type == "DequantizeLinear" for n in onnx.load(str(p)).graph.node)
+        for p in (out / "model.int8.onnx", tmp_path / "all.onnx")
+    ]
+    assert 0 < n_dq[0] < n_dq[1]
 
 
 def test_runtime_scores_match_torch_scores(tiny, exported, images):

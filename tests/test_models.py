@@ -115,3 +115,10 @@ def test_average_checkpoints(tmp_path):
         average_checkpoints([tmp_path / "a", tmp_path / "c"], tmp_path / "bad")
     with pytest.raises(ValueError, match="summing to 1"):
         average_checkpoints([tmp_path / "a", tmp_path / "b"], tmp_path / "bad", [0.5, 0.6])
+
+
+def test_input_normalisation_is_mean_std():
+    model = kdiqa.create_model("iqa_test_tiny", mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.1))
+    x = torch.rand(2, 3, 9, 7)
+    want = (x - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / torch.tensor([0.2, 0.25, 0.1]).view(1, 3, 1, 1)
+    assert torch.allclose(model.normalize_input(x), want, atol=1e-6)

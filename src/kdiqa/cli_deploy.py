@@ -26,6 +26,7 @@ def cmd_export(args) -> int:
         calib_images=args.calib_images,
         calib_method=args.calib_method,
         reduce_range=args.reduce_range,
+        float_stride=args.float_stride,
         sample_images=args.sample_images,
         tolerance=args.tolerance,
         parity_dataset=args.parity_dataset,
@@ -101,6 +102,12 @@ def add_deploy_parsers(sub: argparse._SubParsersAction) -> None:
         dest="reduce_range",
         action="store_false",
         help="int8: full 8-bit weights (default 7-bit: no saturation on x86 CPUs without VNNI)",
+    )
+    p.add_argument(
+        "--float-stride",
+        type=int,
+        default=8,
+        help="int8: layers before the first one at a larger output stride stay float (0: quantise all)",
     )
     p.add_argument("--sample-images", help="folder of images for the max-difference check (default: synthetic)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="fp32 parity: max |torch - onnx| (exit 1 above)")

@@ -43,7 +43,7 @@ class SpeedOptions:
     budget_s: float = 10.0  # target timing seconds per cell; slow models get fewer calls (at least 3 / 1)
     int8: bool = True
     calibration: str | None = "configs/pool_default.yaml"  # folder or pool YAML; synthetic images if absent
-    calib_images: int = 32
+    calib_images: int = 64
     parity_dataset: str | None = "clive"  # int8 SRCC drop of the default student
     parity_root: str | None = "../shared/data/clive"
     parity_split: str = "test"

@@ -15,15 +15,14 @@ from .onnx import (
     FP32_NAME,
     INT8_NAME,
     REPORT_NAME,
-    calibration_images,
     export_fp32,
     file_info,
     model_opset,
     preprocess_config,
-    quantize_int8,
     versions,
 )
 from .parity import labelled_parity, sample_parity
+from .quantize import FLOAT_STRIDE, calibration_images, quantize_int8
 
 
 @dataclass
@@ -38,6 +37,7 @@ class ExportOptions:
     calib_method: str = "minmax"
     calib_seed: int = 0
     reduce_range: bool = True  # 7-bit weights: no u8×s8 saturation on CPUs without VNNI
+    float_stride: int = FLOAT_STRIDE  # int8: the front end up to this output stride stays float
     sample_images: str | None = None  # folder of images for the max-abs-difference check
     tolerance: float = 1e-4  # fp32 parity: max |torch − ONNX| allowed on normalised scores
     parity_dataset: str | None = None  # e.g. "clive": SRCC/PLCC for torch vs fp32 vs int8
@@ -94,7 +94,13 @@ def export_model(model: IQAModel, out_dir: str | Path, opts: ExportOptions | Non
         images, desc = calibration_images(opts.calibration, opts.calib_images, opts.calib_seed)
         cfg = preprocess_config(model)
         report["int8"] = quantize_int8(
-            out / FP32_NAME, out / INT8_NAME, images, cfg, opts.calib_method, reduce_range=opts.reduce_range
+            out / FP32_NAME,
+            out / INT8_NAME,
+            images,
+            cfg,
+            opts.calib_method,
+            reduce_range=opts.reduce_range,
+            float_stride=opts.float_stride,
         ) | {"calibration": desc}
         timings["quantize_int8"] = time.perf_counter() - t0
         files["int8"] = INT8_NAME
