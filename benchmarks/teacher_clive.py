@@ -66,7 +66,7 @@ def main() -> None:
     crop = cfg.data.crop
 
     ds = get_dataset("clive", args.root).carve_val(cfg.data.val_fraction, seed=cfg.data.val_seed)
-    val, test = ds.subset("val"), ds.subset("test")
+    val, test = (None if args.fixed else ds.subset("val")), ds.subset("test")
     t0 = time.time()
     val_results: dict[str, dict] = {}
     if args.fixed:
