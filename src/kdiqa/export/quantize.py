@@ -110,36 +110,35 @@ def compact_names(path: str | Path) -> None:
 def front_end_nodes(proto, max_stride: int, probe: int = 224) -> list[str]:
     """Names of the nodes that run before the first layer whose output stride exceeds ``max_stride``.
 
-    Strides come from ONNX shape inference with a ``probe`` x ``probe`` input (the graph's own
-    shapes, not hard-coded per architecture). Nodes are in topological order (the ONNX rule), so
-    the prefix is the network's front end, squeeze-excite branches (1 x 1 maps) included. Unnamed
-    nodes are named in place, since the quantiser excludes nodes by name.
+    Strides are measured, not looked up: ONNX Runtime runs the graph once on a ``probe`` x ``probe``
+    input with every node output exposed, and a 4-D output of height ``h`` has stride ``probe / h``.
+    (Static shape inference is not enough: TF-style "same" padding, as in ``tf_efficientnet_lite*``,
+    computes its pads at run time, which leaves every later shape unknown.) Nodes are in topological
+    order (the ONNX rule), so the prefix is the network's front end, squeeze-excite branches (1 x 1
+    maps) included. Unnamed nodes are named in place, since the quantiser excludes nodes by name.
+
+    Raises:
+        ValueError: if no node's output stride exceeds ``max_stride`` (nothing would be quantised).
     """
-    onnx, _ = _onnx()
+    onnx, ort = _onnx()
+    for i, node in enumerate(proto.graph.node):
+        node.name = node.name or f"kdiqa_node_{i}"
     probe_model = onnx.ModelProto()
     probe_model.CopyFrom(proto)
     graph = probe_model.graph
-    del graph.value_info[:]
-    for vi in graph.input:  # the image: (batch, 3, height, width) with symbolic sizes
-        dims = vi.type.tensor_type.shape.dim
-        if len(dims) == 4:
-            for dim, value in zip(dims, (1, 3, probe, probe), strict=True):
-                dim.dim_value = value  # replaces a symbolic dim_param (a oneof)
-    del graph.output[:]  # outputs keep symbolic shapes that would conflict; they are not needed
-    inferred = onnx.shape_inference.infer_shapes(probe_model).graph
-    heights = {}
-    for vi in inferred.value_info:
-        dims = vi.type.tensor_type.shape.dim
-        if len(dims) == 4 and dims[2].HasField("dim_value"):
-            heights[vi.name] = dims[2].dim_value
+    known = {o.name for o in graph.output}
+    outputs = [o for node in graph.node for o in node.output if o and o not in known]
+    graph.output.extend(onnx.ValueInfoProto(name=o) for o in outputs)
+    session = ort.InferenceSession(probe_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 3, probe, probe), dtype=np.float32)
+    values = session.run(outputs, {session.get_inputs()[0].name: x})
+    heights = {o: v.shape[2] for o, v in zip(outputs, values, strict=True) if np.ndim(v) == 4 and v.shape[2] > 1}
     names = []
-    for i, node in enumerate(proto.graph.node):
-        node.name = node.name or f"kdiqa_node_{i}"
-        strides = [probe / heights[o] for o in node.output if heights.get(o, 1) > 1]
-        if any(s > max_stride for s in strides):
-            break
+    for node in proto.graph.node:
+        if any(probe / heights[o] > max_stride for o in node.output if o in heights):
+            return names
         names.append(node.name)
-    return names
+    raise ValueError(f"no layer of this model reaches an output stride above {max_stride}: nothing to quantise")
 
 
 def quantize_int8(
