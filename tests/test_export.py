@@ -182,3 +182,13 @@ def test_cli_export_and_score_with_onnx_backend(tiny, images, tmp_path, capsys):
     assert "broken.jpg" in capsys.readouterr().err
     assert main(["score", str(images), "--model", str(out), "--int8", "--quiet"]) == 2  # --int8 needs onnx
     assert main(["score", str(images), "--backend", "onnx", "--quiet"]) == 2  # needs --model DIR
+
+
+def test_cli_float_stride_reaches_the_quantiser(tiny, images, tmp_path):
+    ckpt = kdiqa.save_model(tiny, tmp_path / "ckpt")
+    for stride, quantised_all in (("0", True), ("4", False)):
+        out = tmp_path / f"onnx{stride}"
+        args = ["export", "--model", str(ckpt), "--out", str(out), "--int8", "--calibration", str(images)]
+        assert main([*args, "--calib-images", "2", "--float-stride", stride, "--threads", "1"]) == 0
+        front = json.loads((out / "export.json").read_text())["int8"]["float_front_end"]
+        assert front["max_stride"] == int(stride) and (front["nodes"] == 0) == quantised_all
