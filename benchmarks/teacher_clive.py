@@ -13,7 +13,7 @@ is chosen — never anything measured on ``test`` — and only then evaluated on
 A recipe fixed in advance (e.g. the chosen one retrained on all of ``train``, so without a
 validation split) is evaluated as it is, with ``--fixed``: one candidate, one mode, no selection.
 
-    python benchmarks/teacher_clive.py --run runs/teacher_lite2_clive_all --fixed \
+    python benchmarks/teacher_clive.py --run runs/teacher_lite2_clive_all --fixed \\
         --candidates runs/teacher_lite2_clive_all/last --modes crops --out benchmarks/results/teacher_clive_all.json
 """
 
@@ -72,8 +72,8 @@ def main() -> None:
     if args.fixed:
         if len(candidates) != 1 or len(args.modes) != 1:
             ap.error("--fixed takes exactly one --candidates folder and one --modes value")
+        (chosen,), (mode,) = candidates, args.modes
         candidates = []  # nothing to choose: no validation pass
-        chosen, mode = args.candidates[0], args.modes[0]
         chosen_on = "fixed before any evaluation on test (the recipe and checkpoint named in train_command)"
     elif args.previous:  # validation figures are deterministic: no need to recompute them
         val_results.update(json.loads(Path(args.previous).read_text())["val"])
