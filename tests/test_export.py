@@ -192,3 +192,14 @@ def test_cli_float_stride_reaches_the_quantiser(tiny, images, tmp_path):
         assert main([*args, "--calib-images", "2", "--float-stride", stride, "--threads", "1"]) == 0
         front = json.loads((out / "export.json").read_text())["int8"]["float_front_end"]
         assert front["max_stride"] == int(stride) and (front["nodes"] == 0) == quantised_all
+
+
+def test_multi_level_head_exports_with_parity(tmp_path):
+    torch.manual_seed(1)
+    model = kdiqa.create_model("iqa_test_tiny", head_levels=(1, 3)).eval()
+    report = export_model(model, tmp_path / "ml", ExportOptions(threads=1), source="tiny-ml")
+    assert report["parity"]["ok"] and report["parity"]["fp32"]["max"] < 1e-4
+    x = np.random.default_rng(1).random((2, 3, 72, 88), dtype=np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.abs(OnnxScorer(tmp_path / "ml", "fp32", threads=1).predict(x) - ref).max() < 1e-4

@@ -122,3 +122,45 @@ def test_input_normalisation_is_mean_std():
     x = torch.rand(2, 3, 9, 7)
     want = (x - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / torch.tensor([0.2, 0.25, 0.1]).view(1, 3, 1, 1)
     assert torch.allclose(model.normalize_input(x), want, atol=1e-6)
+
+
+def test_mean_std_pool_hand_computed():
+    from kdiqa.models.iqa import mean_std_pool
+
+    x = torch.tensor([[1.0, 3.0], [5.0, 7.0]]).view(1, 1, 2, 2)  # mean 4, population std sqrt(5)
+    got = mean_std_pool(x, eps=0.0)
+    assert torch.allclose(got, torch.tensor([[4.0, 5.0**0.5]]))
+    flat = mean_std_pool(torch.full((1, 3, 4, 4), 2.0))  # constant maps: std sqrt(eps), finite gradient
+    assert torch.allclose(flat[:, 3:], torch.full((1, 3), 1e-3))
+
+
+def test_multi_level_head(tmp_path):
+    m = kdiqa.create_model("iqa_test_tiny", head_levels=(1, -1)).eval()
+    chs = [f["num_chs"] for f in m.feature_info]
+    base = kdiqa.create_model("iqa_test_tiny")
+    assert m.head_levels == [1, len(chs) - 1]
+    assert m.embed_dim == base.embed_dim + 2 * (chs[1] + chs[-1])
+    x = torch.rand(2, 3, 64, 80)
+    with torch.no_grad():
+        score, feats = m.forward_intermediates(x)
+        _, some = m.forward_intermediates(x, indices=[2, 3])
+        _, last2 = m.forward_intermediates(x, indices=2)
+        assert torch.allclose(score, m(x), atol=1e-6)
+    assert len(feats) == len(chs)
+    assert [f.shape[1] for f in some] == chs[2:4] and [f.shape[1] for f in last2] == chs[-2:]
+    emb = m.embed(x)
+    assert emb.shape == (2, m.embed_dim)
+    save_model(m, tmp_path / "ml")
+    m2 = load_model(tmp_path / "ml")
+    assert m2.cfg.head_levels == (1, -1)
+    assert torch.equal(m2(x), m(x))
+    # Gradients reach the pooled stage through the statistics path.
+    m.train()
+    m(x).sum().backward()
+    assert m.head_norm.weight.grad is not None and m.head_norm.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("levels", [(5,), (1, 1), (1, -4)])
+def test_multi_level_head_rejects_bad_levels(levels):
+    with pytest.raises(ValueError, match="head_levels"):
+        kdiqa.create_model("iqa_test_tiny", head_levels=levels)

@@ -36,6 +36,7 @@ class ModelSection:
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept frozen (BN in eval)
     head_hidden: int = 256
     head_dropout: float = 0.1
+    head_levels: list[int] = field(default_factory=list)  # stages mean+std pooled into the head (MLSP-style)
 
 
 @dataclass
@@ -182,6 +183,7 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
         pretrained=cfg.model.pretrained,
         head_hidden=cfg.model.head_hidden,
         head_dropout=cfg.model.head_dropout,
+        head_levels=tuple(cfg.model.head_levels),
         score_range=ds.score_range,
         higher_better=ds.higher_better,
         eval_mode=cfg.eval.mode,

@@ -90,8 +90,7 @@ class PretextPairs(Dataset):
 def pretext_losses(model: IQAModel, type_head: nn.Module, batch: dict, cfg: PretextConfig) -> dict[str, torch.Tensor]:
     """Type cross-entropy on both views + margin ranking of mild above strong (rankable types)."""
     x = torch.cat([batch["mild"], batch["strong"]])
-    final = model.backbone.forward_features(model.normalize_input(x))
-    emb = model.backbone.forward_head(final, pre_logits=True)
+    emb = model.embed(x)
     score = model.head(emb)
     n = len(batch["mild"])
     types = batch["type"].repeat(2)

@@ -50,6 +50,7 @@ class DistillRunConfig:
     student: str = "iqa_mobilenetv3_small_050"
     student_pretrained: str = "none"
     student_init: str | None = None  # checkpoint folder to start from (e.g. a pretext run)
+    student_head_levels: list[int] = field(default_factory=list)  # stages mean+std pooled into its head
     teacher: str = "teacher"
     distill: DistillConfig = field(default_factory=DistillConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
@@ -163,6 +164,7 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
         else create_model(
             cfg.student,
             pretrained=cfg.student_pretrained,
+            head_levels=tuple(cfg.student_head_levels),
             score_range=ds.score_range,
             higher_better=ds.higher_better,
             eval_mode=cfg.eval.mode,

@@ -4,6 +4,10 @@ Features come from timm's ``forward_intermediates`` (one map per stage, describe
 backbone's ``feature_info``), so distillation can use any stage without hooks. The head pools the
 backbone's pre-logits embedding (``forward_head(..., pre_logits=True)``, so every timm family keeps
 its own ImageNet-trained neck such as EfficientNet's ``conv_head``) and regresses one score.
+Optionally (``head_levels``) the head also sees the mean and standard deviation of earlier stage
+maps, so low-level statistics (noise, blur, compression) reach the score directly, as in the
+multi-level spatially pooled features of Hosu et al. (MLSP, CVPR 2019) and HyperIQA's multi-scale
+content features (Su et al., CVPR 2020).
 
 Scores are on a normalised scale, [0, 1] and higher = better, inside the model; ``score_range``
 (from the training dataset) maps them back to a human scale for users.
@@ -35,6 +39,7 @@ class ModelConfig:
     eval_crop: int = 384
     eval_n_crops: int = 5
     eval_max_short: int | None = None  # downscale larger images to this shorter side before scoring
+    head_levels: tuple[int, ...] = ()  # stage indices whose maps are mean+std pooled into the head
     backbone_kwargs: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -43,7 +48,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        for key in ("mean", "std", "score_range"):
+        for key in ("mean", "std", "score_range", "head_levels"):
             if key in known:
                 known[key] = tuple(known[key])
         return cls(**known)
@@ -62,6 +67,20 @@ class QualityHead(nn.Module):
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.drop(self.act(self.fc1(emb)))).squeeze(-1)
+
+
+def mean_std_pool(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(B, C, H, W) → (B, 2C): per-channel spatial mean, then standard deviation.
+
+    The ``eps`` inside the square root keeps the gradient finite on constant maps.
+
+    Example:
+        >>> mean_std_pool(torch.ones(1, 2, 4, 4)).tolist()
+        [[1.0, 1.0, 0.0010000000474974513, 0.0010000000474974513]]
+    """
+    mean = x.mean((2, 3), keepdim=True)
+    std = ((x - mean).square().mean((2, 3)) + eps).sqrt()
+    return torch.cat([mean.flatten(1), std], 1)
 
 
 class IQAModel(nn.Module):
@@ -90,7 +109,14 @@ class IQAModel(nn.Module):
         with torch.no_grad():
             emb = self.backbone.forward_head(self.backbone.forward_features(torch.zeros(1, 3, 64, 64)), pre_logits=True)
         self.backbone.train(was_training)
-        self.embed_dim = int(emb.shape[-1])
+        n_stages = len(self.backbone.feature_info)
+        levels = [i % n_stages for i in cfg.head_levels]
+        if any(not -n_stages <= i < n_stages for i in cfg.head_levels) or len(set(levels)) != len(levels):
+            raise ValueError(f"head_levels {list(cfg.head_levels)}: need distinct stage indices in [0, {n_stages})")
+        self.head_levels = sorted(levels)
+        self.embed_dim = int(emb.shape[-1]) + sum(2 * self.backbone.feature_info[i]["num_chs"] for i in levels)
+        # Stage statistics and the embedding live on very different scales: normalise the concatenation.
+        self.head_norm = nn.LayerNorm(self.embed_dim) if levels else nn.Identity()
         self.head = QualityHead(self.embed_dim, cfg.head_hidden, cfg.head_dropout)
         # (x - mean) / std as a per-channel 1x1 convolution: the same numbers (to float rounding), but
         # exported as one Conv that ONNX Runtime fuses into its blocked layout, where Sub + Div are two
@@ -120,13 +146,34 @@ class IQAModel(nn.Module):
 
         ``x`` is a batch of RGB images in [0, 1].
         """
-        final, feats = self.backbone.forward_intermediates(self.normalize_input(x), indices=indices)
-        return self.head(self.backbone.forward_head(final, pre_logits=True)), feats
+        if not self.head_levels:
+            final, feats = self.backbone.forward_intermediates(self.normalize_input(x), indices=indices)
+            return self.head(self.backbone.forward_head(final, pre_logits=True)), feats
+        final, feats = self.backbone.forward_intermediates(self.normalize_input(x))  # all stages
+        score = self.head(self._head_input(final, [feats[i] for i in self.head_levels]))
+        n = len(feats)
+        if indices is None:
+            return score, feats
+        wanted = range(n - indices, n) if isinstance(indices, int) else [i % n for i in indices]
+        return score, [feats[i] for i in wanted]
+
+    def _head_input(self, final: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+        emb = self.backbone.forward_head(final, pre_logits=True)
+        if not self.head_levels:
+            return emb
+        return self.head_norm(torch.cat([emb] + [mean_std_pool(f) for f in feats], 1))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's input (B, ``embed_dim``) for RGB images in [0, 1]."""
+        x = self.normalize_input(x)
+        if not self.head_levels:
+            return self._head_input(self.backbone.forward_features(x), [])
+        final, feats = self.backbone.forward_intermediates(x, indices=self.head_levels)
+        return self._head_input(final, feats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised quality scores (B,) for RGB images in [0, 1] of shape (B, 3, H, W)."""
-        emb = self.backbone.forward_head(self.backbone.forward_features(self.normalize_input(x)), pre_logits=True)
-        return self.head(emb)
+        return self.head(self.embed(x))
 
     def to_output_scale(self, z: torch.Tensor | float) -> torch.Tensor | float:
         """Normalised scores → the training dataset's scale (``cfg.score_range``)."""
