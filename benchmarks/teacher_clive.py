@@ -141,7 +141,7 @@ def bundle(model, args, mode: str, crop: int, top: dict, summary: dict) -> None:
 - Test-time views: `{mode}` at {crop} px; images whose shorter side
   exceeds 500 px are downscaled to 500 first.
 - CLIVE `test` ({top["n"]} images): SRCC {top["srcc"]:.4f}, PLCC {top["plcc"]:.4f}, KRCC {top["krcc"]:.4f},
-  RMSE {top["rmse"]:.2f} (`benchmarks/results/teacher_clive.json`).
+  RMSE {top["rmse"]:.2f} (`{args.out}`).
 
 The training data's copyright notice (LIVE_README.txt) accompanies these weights. Cite
 D. Ghadiyaram and A.C. Bovik, "Massive Online Crowdsourced Study of Subjective and Objective Picture

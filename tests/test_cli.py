@@ -29,6 +29,7 @@ def test_train_evaluate_score(rated_folder, tmp_path, capsys):
     assert _train(rated_folder, out) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["train_images"] == 14 and summary["val_images"] == 4
+    assert summary["best_by"] == "val_srcc" and -1 <= summary["best_val_srcc"] <= 1
     assert (out / "best" / "model.safetensors").is_file() and (out / "last" / "train_state.json").is_file()
     assert len((out / "history.jsonl").read_text().splitlines()) == 2
 
@@ -65,6 +66,14 @@ def test_train_evaluate_score(rated_folder, tmp_path, capsys):
     assert main(["score", str(rated_folder), "--model", str(out / "best"), "--output", str(csv_out), "--quiet"]) == 0
     rows = list(csv.DictReader(csv_out.read_text().splitlines()))
     assert len(rows) == 24 and all(r["score"] and not r["error"] for r in rows)
+
+
+def test_train_without_validation_split(rated_folder, tmp_path):
+    out = tmp_path / "run"
+    assert _train(rated_folder, out, "--set", "data.val_fraction=0", "--set", "optim.epochs=1") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["val_images"] == 0 and summary["train_images"] == 18
+    assert summary["best_val_srcc"] is None and summary["best_by"].startswith("lowest train_loss")
 
 
 def test_train_resumes_from_last(rated_folder, tmp_path, capsys):

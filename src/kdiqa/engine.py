@@ -281,9 +281,11 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
         save_model(model, out / "last", extra)
         save_train_state(out / "last", optimizer, {"epoch": epoch, "history": history, "best": best})
 
+    validated = val_ds is not None and len(val_ds) >= 3
     summary = {
         "best_epoch": best["epoch"],
-        "best_val_srcc": best["srcc"],
+        "best_by": "val_srcc" if validated else "lowest train_loss (no validation split)",
+        "best_val_srcc": best["srcc"] if validated else None,
         "epochs": cfg.optim.epochs,
         "frozen_params": len(frozen),
         "train_images": len(train_ds),
