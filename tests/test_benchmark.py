@@ -27,3 +27,24 @@ def test_benchmark_quick_on_tiny_models(tmp_path, capsys):
     assert result["skipped"][0]["model"] == "bogus" and "unknown peer" in result["skipped"][0]["reason"]
     table = out.with_suffix(".md").read_text()
     assert "QUICK" in table and table.count("| iqa_test_tiny |") == 12
+
+
+def test_distill_ablation_refuses_to_mix_teachers(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    import pytest
+
+    path = Path(__file__).parent.parent / "benchmarks" / "distill_clive.py"
+    spec = importlib.util.spec_from_file_location("distill_clive_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    teacher = {"model": "t", "fingerprint": "aaaa", "srcc": 0.8, "plcc": 0.8}
+    out, runs = tmp_path / "r.json", tmp_path / "runs"
+    bench.check_same_teacher(teacher, out, {}, runs)  # a fresh ablation records its teacher
+    assert json.loads((runs / "teacher.json").read_text())["fingerprint"] == "aaaa"
+    bench.check_same_teacher(teacher, out, {"runs": [{}], "teacher": dict(teacher)}, runs)  # same teacher: fine
+    with pytest.raises(SystemExit, match="runs distilled from another teacher"):
+        bench.check_same_teacher({**teacher, "fingerprint": "bbbb"}, out, {}, runs)
+    with pytest.raises(SystemExit, match=r"r\.json holds runs distilled from another teacher \(fingerprint None"):
+        bench.check_same_teacher(teacher, out, {"runs": [{}], "teacher": {"srcc": 0.7}}, tmp_path / "other")
