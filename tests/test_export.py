@@ -84,7 +84,7 @@ def test_int8_is_smaller_and_ranks_like_fp32(exported, images):
     out, report = exported
     assert (out / "model.int8.onnx").stat().st_size < (out / "model.onnx").stat().st_size * 0.7
     assert report["int8"]["format"] == "QDQ" and report["int8"]["per_channel"] is True
-    assert report["int8"]["calibration_images"] == 10
+    assert report["int8"]["calibration_images"] == 10 and report["int8"]["pre_processing_shapes"] == "symbolic"
     paths = sorted(str(p) for p in images.iterdir())
     z32 = OnnxScorer(out, "fp32", threads=1).predict_paths(paths)
     z8 = OnnxScorer(out, "int8", threads=1).predict_paths(paths)
@@ -203,3 +203,23 @@ def test_multi_level_head_exports_with_parity(tmp_path):
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     assert np.abs(OnnxScorer(tmp_path / "ml", "fp32", threads=1).predict(x) - ref).max() < 1e-4
+
+
+def test_pre_processing_falls_back_when_symbolic_shapes_fail(tmp_path):
+    from kdiqa.export.quantize import _pre_process
+
+    calls = []
+
+    def fake(src, dst, skip_symbolic_shape):
+        calls.append(skip_symbolic_shape)
+        if not skip_symbolic_shape:
+            raise Exception("Incomplete symbolic shape inference")
+
+    assert _pre_process(fake, tmp_path / "a", tmp_path / "b").startswith("onnx only (symbolic shape inference failed")
+    assert calls == [False, True]
+
+    def broken(src, dst, skip_symbolic_shape):
+        raise Exception("some other failure")
+
+    with pytest.raises(Exception, match="some other failure"):
+        _pre_process(broken, tmp_path / "a", tmp_path / "b")

@@ -194,7 +194,7 @@ def quantize_int8(
 
     with tempfile.TemporaryDirectory(prefix="kdiqa-quant-") as tmp:
         prep = Path(tmp) / "prep.onnx"
-        quant_pre_process(str(fp32_path), str(prep), skip_symbolic_shape=False)
+        shapes = _pre_process(quant_pre_process, fp32_path, prep)
         proto = onnx.load(str(prep))
         keep_float = front_end_nodes(proto, float_stride) if float_stride else []
         onnx.save(proto, str(prep))  # with any node names front_end_nodes gave
@@ -223,4 +223,23 @@ def quantize_int8(
         "calibration_images": len(images),
         "calibration_views": views,
         "float_front_end": {"max_stride": float_stride, "nodes": len(keep_float)},
+        "pre_processing_shapes": shapes,
     }
+
+
+def _pre_process(quant_pre_process, src: Path, dst: Path) -> str:
+    """ONNX Runtime's quantisation pre-processing; returns which shape inference it could use.
+
+    Symbolic shape inference gives up on some graphs (an EfficientNet's run-time "same" padding feeding
+    the multi-level head's pooling), raising a bare ``Exception``. The fusions and ONNX's own shape
+    inference still apply, and nothing downstream needs the symbolic shapes (the front end's strides
+    are measured by running the model), so it is retried without and the report says so.
+    """
+    try:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+        return "symbolic"
+    except Exception as err:  # ONNX Runtime raises a plain Exception for incomplete inference
+        if "symbolic shape inference" not in str(err).lower():
+            raise
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+        return f"onnx only (symbolic shape inference failed: {err})"
