@@ -76,6 +76,14 @@ def test_train_without_validation_split(rated_folder, tmp_path):
     assert summary["best_val_srcc"] is None and summary["best_by"].startswith("lowest train_loss")
 
 
+def test_train_init_must_match_head_levels(rated_folder, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert _train(rated_folder, first, "--set", "optim.epochs=1") == 0
+    again = ["--set", f"model.init={first / 'best'}", "--set", "model.head_levels=[1, 2]", "--set", "optim.epochs=1"]
+    assert _train(rated_folder, tmp_path / "second", *again) == 2
+    assert "has head_levels [], the config asks for [1, 2]" in capsys.readouterr().err
+
+
 def test_train_resumes_from_last(rated_folder, tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(rated_folder, out, "--set", "optim.epochs=1") == 0

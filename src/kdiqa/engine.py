@@ -194,6 +194,11 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
         start = load_model(cfg.model.init)
         if start.cfg.arch != model.cfg.arch:
             raise ValueError(f"model.init {cfg.model.init} is a {start.cfg.arch}, not a {model.cfg.arch}")
+        if tuple(start.cfg.head_levels) != tuple(model.cfg.head_levels):
+            raise ValueError(
+                f"model.init {cfg.model.init} has head_levels {list(start.cfg.head_levels)}, "
+                f"the config asks for {list(model.cfg.head_levels)}"
+            )
         model.load_state_dict(start.state_dict())
     frozen = _freeze(model, cfg.model.freeze)
     if cfg.channels_last:
