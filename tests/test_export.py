@@ -205,21 +205,30 @@ def test_multi_level_head_exports_with_parity(tmp_path):
     assert np.abs(OnnxScorer(tmp_path / "ml", "fp32", threads=1).predict(x) - ref).max() < 1e-4
 
 
-def test_pre_processing_falls_back_when_symbolic_shapes_fail(tmp_path):
+def test_pre_processing_falls_back_when_symbolic_shapes_fail(tmp_path, monkeypatch):
+    from pathlib import Path
+
     from kdiqa.export.quantize import _pre_process
 
+    work, scratch = tmp_path / "work", tmp_path / "scratch"
+    work.mkdir()
+    scratch.mkdir()
+    monkeypatch.chdir(work)
     calls = []
 
     def fake(src, dst, skip_symbolic_shape):
-        calls.append(skip_symbolic_shape)
+        calls.append((skip_symbolic_shape, Path(src).is_absolute()))
         if not skip_symbolic_shape:
+            Path("sym_shape_infer_temp.onnx").write_bytes(b"debug copy")  # what ONNX Runtime leaves behind
             raise Exception("Incomplete symbolic shape inference")
 
-    assert _pre_process(fake, tmp_path / "a", tmp_path / "b").startswith("onnx only (symbolic shape inference failed")
-    assert calls == [False, True]
+    got = _pre_process(fake, Path("a.onnx"), Path("b.onnx"), scratch)
+    assert got.startswith("onnx only (symbolic shape inference failed")
+    assert calls == [(False, True), (True, True)]  # relative paths resolved before the directory change
+    assert not list(work.iterdir()) and (scratch / "sym_shape_infer_temp.onnx").is_file()
 
     def broken(src, dst, skip_symbolic_shape):
         raise Exception("some other failure")
 
     with pytest.raises(Exception, match="some other failure"):
-        _pre_process(broken, tmp_path / "a", tmp_path / "b")
+        _pre_process(broken, tmp_path / "a", tmp_path / "b", scratch)

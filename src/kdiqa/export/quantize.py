@@ -14,6 +14,7 @@ those layers hold few weights. Stride 16 halves the error again, but the file gr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 from pathlib import Path
@@ -194,7 +195,7 @@ def quantize_int8(
 
     with tempfile.TemporaryDirectory(prefix="kdiqa-quant-") as tmp:
         prep = Path(tmp) / "prep.onnx"
-        shapes = _pre_process(quant_pre_process, fp32_path, prep)
+        shapes = _pre_process(quant_pre_process, fp32_path, prep, scratch=Path(tmp))
         proto = onnx.load(str(prep))
         keep_float = front_end_nodes(proto, float_stride) if float_stride else []
         onnx.save(proto, str(prep))  # with any node names front_end_nodes gave
@@ -227,16 +228,20 @@ def quantize_int8(
     }
 
 
-def _pre_process(quant_pre_process, src: Path, dst: Path) -> str:
+def _pre_process(quant_pre_process, src: Path, dst: Path, scratch: Path) -> str:
     """ONNX Runtime's quantisation pre-processing; returns which shape inference it could use.
 
     Symbolic shape inference gives up on some graphs (an EfficientNet's run-time "same" padding feeding
     the multi-level head's pooling), raising a bare ``Exception``. The fusions and ONNX's own shape
     inference still apply, and nothing downstream needs the symbolic shapes (the front end's strides
-    are measured by running the model), so it is retried without and the report says so.
+    are measured by running the model), so it is retried without and the report says so. When it gives
+    up, ONNX Runtime also writes a debug copy of the model (tens of MB) into the working directory:
+    the call runs inside ``scratch`` so that copy goes away with it.
     """
+    src, dst = Path(src).resolve(), Path(dst).resolve()
     try:
-        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+        with contextlib.chdir(scratch):
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
         return "symbolic"
     except Exception as err:  # ONNX Runtime raises a plain Exception for incomplete inference
         if "symbolic shape inference" not in str(err).lower():
