@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import timm
 import torch
+from timm.models._features import feature_take_indices
 from torch import nn
 from torch.nn import functional as F
 
@@ -151,10 +152,7 @@ class IQAModel(nn.Module):
             return self.head(self.backbone.forward_head(final, pre_logits=True)), feats
         final, feats = self.backbone.forward_intermediates(self.normalize_input(x))  # all stages
         score = self.head(self._head_input(final, [feats[i] for i in self.head_levels]))
-        n = len(feats)
-        if indices is None:
-            return score, feats
-        wanted = range(n - indices, n) if isinstance(indices, int) else [i % n for i in indices]
+        wanted, _ = feature_take_indices(len(feats), indices)  # timm's own meaning of ``indices``
         return score, [feats[i] for i in wanted]
 
     def _head_input(self, final: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
