@@ -9,7 +9,8 @@ skipped, so an interrupted ablation resumes.
 
     python benchmarks/distill_clive.py                       # the full grid (hours on a 2-core CPU)
     python benchmarks/distill_clive.py --quick               # a few steps per stage, one seed: a check
-    python benchmarks/distill_clive.py --students iqa_effnet_lite0 --config configs/distill_clive_lite0.yaml
+    python benchmarks/distill_clive.py --config configs/distill_clive.yaml \\
+        iqa_effnet_lite0=configs/distill_clive_lite0_ml.yaml   # a config per student (the README table)
 """
 
 from __future__ import annotations
@@ -36,8 +37,33 @@ STUDENTS = ("iqa_mobilenetv3_small_050", "iqa_effnet_lite0")
 PRETRAINED = {"iqa_effnet_lite0": "imagenet"}  # offline ImageNet weights exist only for the Lite family
 
 
+def parse_configs(items: list[str]) -> dict[str | None, str]:
+    """``FILE`` (every student) and ``STUDENT=FILE`` (that student) → {student or None: file}.
+
+    Example:
+        >>> parse_configs(["a.yaml", "iqa_effnet_lite0=b.yaml"])
+        {None: 'a.yaml', 'iqa_effnet_lite0': 'b.yaml'}
+    """
+    configs: dict[str | None, str] = {}
+    for item in items:
+        student, _, path = item.rpartition("=")
+        key = student or None
+        if key in configs:
+            raise SystemExit(f"--config: two files for {key or 'every student'} ({configs[key]}, {path})")
+        configs[key] = path
+    return configs
+
+
+def config_for(args, student: str) -> str:
+    if student in args.configs:
+        return args.configs[student]
+    if None not in args.configs:
+        raise SystemExit(f"--config: no file for {student} (give FILE or {student}=FILE)")
+    return args.configs[None]
+
+
 def run_config(args, student: str, method: str, seed: int) -> DistillRunConfig:
-    """The run's config: the shared file + this cell's student/method/seed (+ the quick budget)."""
+    """The run's config: the student's file + this cell's student/method/seed (+ the quick budget)."""
     out = Path(args.runs) / student / method / f"seed{seed}"
     overrides = [
         f"student={student}",
@@ -47,7 +73,7 @@ def run_config(args, student: str, method: str, seed: int) -> DistillRunConfig:
         f"student_pretrained={PRETRAINED.get(student, 'none')}",
         f"threads={args.threads}",
     ]
-    cfg = load_config(DistillRunConfig, args.config, overrides)
+    cfg = load_config(DistillRunConfig, config_for(args, student), overrides)
     if args.quick:
         for st in cfg.stages:
             st.epochs, st.steps_per_epoch = 1, 3
@@ -145,7 +171,12 @@ def bar_chart(result: dict, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="configs/distill_clive.yaml")
+    ap.add_argument(
+        "--config",
+        nargs="+",
+        default=["configs/distill_clive.yaml", "iqa_effnet_lite0=configs/distill_clive_lite0_ml.yaml"],
+        help="FILE for every student and/or STUDENT=FILE for one",
+    )
     ap.add_argument("--students", nargs="+", default=list(STUDENTS))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -156,6 +187,7 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--quick", action="store_true", help="3 steps per stage: checks the pipeline, not the methods")
     args = ap.parse_args()
+    args.configs = parse_configs(args.config)
     if args.quick:
         args.runs, args.out, args.n_boot = args.runs + "_quick", str(Path(args.out).with_suffix(".quick.json")), 50
     torch.set_num_threads(args.threads)
@@ -164,7 +196,7 @@ def main() -> None:
     previous = json.loads(out.read_text()) if out.is_file() else {}
     runs = {(r["student"], r["method"], r["seed"]): r for r in previous.get("runs", [])}
 
-    base = load_config(DistillRunConfig, args.config)
+    base = check_shared_setup([load_config(DistillRunConfig, config_for(args, s)) for s in args.students])
     test_ds = get_dataset(base.labelled.dataset, base.labelled.root).subset("test")
     teacher_model = load(base.teacher)
     reported = json.loads(Path(args.teacher_json).read_text())
@@ -199,13 +231,23 @@ def main() -> None:
                     "best_at": {"stage": summary["best"]["stage"], "epoch": summary["best"]["epoch"]},
                     "train_seconds": summary["wall_seconds"],
                     "steps": summary["total_steps"],
-                    "config": args.config,
+                    "config": config_for(args, student),
                 }
                 runs[key] = row
                 print(json.dumps({k: row[k] for k in ("student", "method", "seed", "srcc", "plcc", "val_srcc")}))
                 write(args, out, teacher, list(runs.values()), previous, t0)
     result = write(args, out, teacher, list(runs.values()), previous, t0)
     print(markdown(result))
+
+
+def check_shared_setup(configs: list[DistillRunConfig]) -> DistillRunConfig:
+    """The students' configs must share the teacher and the labelled data, or the table compares nothing."""
+    first = configs[0]
+    for cfg in configs[1:]:
+        for key in ("teacher", "labelled"):
+            if getattr(cfg, key) != getattr(first, key):
+                raise SystemExit(f"--config: the students' files differ in {key!r}; one table needs one {key}")
+    return first
 
 
 def check_same_teacher(teacher: dict, out: Path, previous: dict, runs_dir: Path) -> None:
@@ -234,8 +276,8 @@ def write(args, out: Path, teacher: dict, runs: list[dict], previous: dict, t0: 
         "runs": sorted(runs, key=lambda r: (r["student"], METHODS.index(r["method"]), r["seed"])),
         "summary": [],
         "protocol": "CLIVE test (230 images), full image; checkpoint chosen by SRCC on the val split of train",
-        "config": args.config,
-        "command": "python benchmarks/distill_clive.py" + (" --quick" if args.quick else ""),
+        "configs": sorted({(r["student"], r["config"]) for r in runs}),
+        "command": " ".join(["python benchmarks/distill_clive.py --config", *args.config] + ["--quick"] * args.quick),
         "wall_seconds": round(previous.get("wall_seconds", 0.0) + time.time() - t0, 1),
     }
     result["summary"] = summarise(result["runs"], teacher)

@@ -48,3 +48,33 @@ def test_distill_ablation_refuses_to_mix_teachers(tmp_path):
         bench.check_same_teacher({**teacher, "fingerprint": "bbbb"}, out, {}, runs)
     with pytest.raises(SystemExit, match=r"r\.json holds runs distilled from another teacher \(fingerprint None"):
         bench.check_same_teacher(teacher, out, {"runs": [{}], "teacher": {"srcc": 0.7}}, tmp_path / "other")
+
+
+def test_distill_ablation_configs_per_student():
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import pytest
+
+    from kdiqa.config import load_config
+    from kdiqa.distill.engine import DistillRunConfig
+
+    path = Path(__file__).parent.parent / "benchmarks" / "distill_clive.py"
+    spec = importlib.util.spec_from_file_location("distill_clive_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = SimpleNamespace(configs=bench.parse_configs(["a.yaml", "iqa_effnet_lite0=b.yaml"]))
+    assert bench.config_for(args, "iqa_effnet_lite0") == "b.yaml"
+    assert bench.config_for(args, "iqa_lcnet_050") == "a.yaml"
+    with pytest.raises(SystemExit, match="two files for every student"):
+        bench.parse_configs(["a.yaml", "c.yaml"])
+    with pytest.raises(SystemExit, match="no file for iqa_lcnet_050"):
+        bench.config_for(SimpleNamespace(configs={"iqa_effnet_lite0": "b.yaml"}), "iqa_lcnet_050")
+    root = Path(__file__).parent.parent / "configs"
+    files = ("distill_clive.yaml", "distill_clive_lite0_ml.yaml")
+    small, lite0 = (load_config(DistillRunConfig, root / f) for f in files)
+    assert bench.check_shared_setup([small, lite0]) is small  # the README table's two files agree
+    other = load_config(DistillRunConfig, root / "distill_clive.yaml", ["labelled.crop=224"])
+    with pytest.raises(SystemExit, match="differ in 'labelled'"):
+        bench.check_shared_setup([small, other])
