@@ -21,7 +21,7 @@ from kdiqa.checkpoint import load_model, read_config, save_model
 CARD = """# {name} — kdiqa's default model
 
 - Architecture: {arch} (timm) + MLP quality head; {params:.2f} M parameters, {gmacs:.2f} GMACs at 500×500.
-- Method: {how} (`configs/distill_clive.yaml`, method `{method}`, seed {seed}); chosen as the method
+- Method: {how} (`{config}`, method `{method}`, seed {seed}); chosen as the method
   of the ablation with the best mean validation SRCC
   over {n_seeds} seeds, then the seed with the best validation SRCC (validation: the 105 images carved
   from CLIVE `train`). Never trained or tuned on CLIVE `test`.
@@ -31,7 +31,7 @@ CARD = """# {name} — kdiqa's default model
   downscaling so that the shorter side is at most 500 px.
 - CLIVE `test` (230 images): SRCC {srcc:.4f}, PLCC {plcc:.4f} (this run);
   method mean over seeds: SRCC {srcc_mean:.4f} ± {srcc_std:.4f}. Teacher: SRCC {t_srcc:.4f}.
-  Source: `benchmarks/results/distill_clive.json`.
+  Source: `{results}`.
 
 The training data's copyright notice (LIVE_README.txt) accompanies these weights. Cite
 D. Ghadiyaram and A.C. Bovik, "Massive Online Crowdsourced Study of Subjective and Objective Picture
@@ -83,7 +83,7 @@ def main() -> None:
         "method": run["method"],
         "seed": run["seed"],
         "teacher": "iqa_effnet_lite2.clive",
-        "train_command": f"python benchmarks/distill_clive.py (run {folder})",
+        "train_command": f"{result.get('command', 'python benchmarks/distill_clive.py')} (run {folder})",
         "distill_config": read_config(folder).get("distill_config"),
         "clive_test": {k: run[k] for k in ("srcc", "plcc", "krcc", "rmse", "n")},
         "val_srcc": run["val_srcc"],
@@ -97,6 +97,8 @@ def main() -> None:
             params=run["params"] / 1e6,
             gmacs=run["macs"] / 1e9,
             method=run["method"],
+            config=run.get("config", "configs/distill_clive.yaml"),
+            results=args.results,
             how=HOW["none" if run["method"] == "none" else "distilled"].format(method=run["method"]),
             data=DATA["none" if run["method"] == "none" else "distilled"],
             seed=run["seed"],

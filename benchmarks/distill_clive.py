@@ -277,7 +277,10 @@ def write(args, out: Path, teacher: dict, runs: list[dict], previous: dict, t0: 
         "summary": [],
         "protocol": "CLIVE test (230 images), full image; checkpoint chosen by SRCC on the val split of train",
         "configs": sorted({(r["student"], r["config"]) for r in runs}),
-        "command": " ".join(["python benchmarks/distill_clive.py --config", *args.config] + ["--quick"] * args.quick),
+        "command": " ".join(
+            ["python benchmarks/distill_clive.py --config", *args.config, "--runs", args.runs, "--out", str(out)]
+            + ["--quick"] * args.quick
+        ),
         "wall_seconds": round(previous.get("wall_seconds", 0.0) + time.time() - t0, 1),
     }
     result["summary"] = summarise(result["runs"], teacher)

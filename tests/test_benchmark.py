@@ -78,3 +78,32 @@ def test_distill_ablation_configs_per_student():
     other = load_config(DistillRunConfig, root / "distill_clive.yaml", ["labelled.crop=224"])
     with pytest.raises(SystemExit, match="differ in 'labelled'"):
         bench.check_shared_setup([small, other])
+
+
+def test_collect_runs_reads_validation_record(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    import pytest
+
+    path = Path(__file__).parent.parent / "benchmarks" / "collect_runs.py"
+    spec = importlib.util.spec_from_file_location("collect_runs_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    run = tmp_path / "r"
+    (run / "last").mkdir(parents=True)
+    (run / "distill_config.json").write_text(json.dumps({"student": "s", "method": "none", "seed": 3}))
+    (run / "summary.json").write_text(
+        json.dumps({"total_steps": 12, "wall_seconds": 5.0, "best": {"srcc": 0.7, "stage": 0, "epoch": 1}})
+    )
+    history = [{"stage": 0, "epoch": 0, "val_srcc": 0.5}, {"stage": 0, "epoch": 1, "val_srcc": 0.7}]
+    history.append({"stage": 1, "epoch": 0, "val_srcc": 0.6})
+    (run / "last" / "train_state.json").write_text(json.dumps({"history": history}))
+    row = bench.collect(run)
+    assert row["val_srcc_end_of_stage"] == [0.7, 0.6]
+    assert (row["method"], row["seed"], row["steps"], row["best_val_srcc"]) == ("none", 3, 12, 0.7)
+    assert "| 0.700 (0, 1) | 0.700 / 0.600 |" in bench.markdown([row])
+    argv = ["collect_runs", str(run), str(tmp_path / "unfinished"), "--out", str(tmp_path / "o.json")]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit, match="unfinished runs"):
+        bench.main()
