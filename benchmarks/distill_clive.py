@@ -1,8 +1,8 @@
 """The distillation ablation on CLIVE: students × methods × seeds, evaluated on CLIVE ``test``.
 
-Every run trains one student with one method from ``configs/distill_clive.yaml`` (same stages and
-steps for every method; ``none`` trains on MOS only for as many steps), keeps the checkpoint with
-the best SRCC on the validation split carved from CLIVE ``train``, and only that checkpoint is
+Every run trains one student with one method from its student's config (``--config``; the same
+stages and steps for every method of a student; ``none`` trains on MOS only for as many steps),
+keeps the checkpoint with the best SRCC on the validation split carved from CLIVE ``train``, and only that checkpoint is
 evaluated on ``test`` (full image). Writes ``benchmarks/results/distill_clive.json`` (teacher, one
 row per run, means ± std per student × method), a Markdown table and a bar chart. Finished runs are
 skipped, so an interrupted ablation resumes.
