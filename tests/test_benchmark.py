@@ -1,8 +1,22 @@
 """`kdiqa benchmark` end to end on the tiny model (quick mode): rows, summary keys, Markdown table."""
 
+import importlib.util
 import json
+from pathlib import Path
+
+import pytest
 
 from kdiqa.cli import main
+
+
+def _bench(name: str):
+    """A script of ``benchmarks/`` (not a package) loaded as a module."""
+    spec = importlib.util.spec_from_file_location(
+        f"{name}_bench", Path(__file__).parent.parent / "benchmarks" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_benchmark_quick_on_tiny_models(tmp_path, capsys):
@@ -30,15 +44,7 @@ def test_benchmark_quick_on_tiny_models(tmp_path, capsys):
 
 
 def test_distill_ablation_refuses_to_mix_teachers(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    import pytest
-
-    path = Path(__file__).parent.parent / "benchmarks" / "distill_clive.py"
-    spec = importlib.util.spec_from_file_location("distill_clive_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench("distill_clive")
     teacher = {"model": "t", "fingerprint": "aaaa", "srcc": 0.8, "plcc": 0.8}
     out, runs = tmp_path / "r.json", tmp_path / "runs"
     bench.check_same_teacher(teacher, out, {}, runs)  # a fresh ablation records its teacher
@@ -51,19 +57,12 @@ def test_distill_ablation_refuses_to_mix_teachers(tmp_path):
 
 
 def test_distill_ablation_configs_per_student():
-    import importlib.util
-    from pathlib import Path
     from types import SimpleNamespace
-
-    import pytest
 
     from kdiqa.config import load_config
     from kdiqa.distill.engine import DistillRunConfig
 
-    path = Path(__file__).parent.parent / "benchmarks" / "distill_clive.py"
-    spec = importlib.util.spec_from_file_location("distill_clive_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench("distill_clive")
     args = SimpleNamespace(configs=bench.parse_configs(["a.yaml", "iqa_effnet_lite0=b.yaml"]))
     assert bench.config_for(args, "iqa_effnet_lite0") == "b.yaml"
     assert bench.config_for(args, "iqa_lcnet_050") == "a.yaml"
@@ -81,15 +80,7 @@ def test_distill_ablation_configs_per_student():
 
 
 def test_collect_runs_reads_validation_record(tmp_path, monkeypatch):
-    import importlib.util
-    from pathlib import Path
-
-    import pytest
-
-    path = Path(__file__).parent.parent / "benchmarks" / "collect_runs.py"
-    spec = importlib.util.spec_from_file_location("collect_runs_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench("collect_runs")
     run = tmp_path / "r"
     (run / "last").mkdir(parents=True)
     (run / "distill_config.json").write_text(json.dumps({"student": "s", "method": "none", "seed": 3}))
