@@ -93,6 +93,38 @@ def test_train_resumes_from_last(rated_folder, tmp_path, capsys):
     assert [h["epoch"] for h in history] == [0, 1]
 
 
+def test_train_with_weight_ema(rated_folder, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    ema = ["--set", "optim.ema_decay=0.9"]
+    assert _train(rated_folder, out, *ema, "--set", "optim.epochs=1") == 0
+    assert _train(rated_folder, out, *ema, "--set", "optim.epochs=2") == 0
+    assert "resumed from" in capsys.readouterr().out
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert all({"val_srcc", "raw_val_srcc", "val_plcc", "raw_val_plcc"} <= set(h) for h in history)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final"] == str(out / "ema")
+    ema_w, raw_w = (load_file(str(out / d / "model.safetensors")) for d in ("ema", "last"))
+    assert ema_w.keys() == raw_w.keys()
+    # The average lags the raw weights: some trained tensor differs, none is wildly off.
+    diffs = [float((ema_w[k] - raw_w[k]).abs().max()) for k in raw_w if raw_w[k].is_floating_point()]
+    assert max(diffs) > 1e-6 and max(diffs) < 10
+
+    # Resuming an EMA run whose ema/ folder is gone is a clear error, not a silent restart of the average.
+    import shutil
+
+    shutil.rmtree(out / "ema")
+    assert _train(rated_folder, out, *ema, "--set", "optim.epochs=3") == 2
+    assert "has no ema/ checkpoint" in capsys.readouterr().err
+
+
+def test_train_rejects_bad_ema_decay(rated_folder, tmp_path, capsys):
+    assert _train(rated_folder, tmp_path / "run", "--set", "optim.ema_decay=1.5") == 2
+    assert "optim.ema_decay must be in (0, 1)" in capsys.readouterr().err
+
+
 def test_score_reports_failures_and_keeps_going(rated_folder, tmp_path, capsys):
     (rated_folder / "broken.jpg").write_text("not an image")
     (rated_folder / "empty.png").write_bytes(b"")

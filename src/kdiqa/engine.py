@@ -1,8 +1,10 @@
 """Supervised IQA training (``kdiqa train``): read it top to bottom.
 
 config → dataset (+ a validation split carved from train) → model (+ frozen prefixes) → AdamW with
-warm-up + cosine → epochs of (train, validate, checkpoint) → best checkpoint by validation SRCC.
-``out_dir/last`` holds everything needed to resume; ``out_dir/best`` the best model.
+warm-up + cosine (+ an optional weight EMA) → epochs of (train, validate, checkpoint) → best checkpoint
+by validation SRCC. ``out_dir/last`` holds everything needed to resume; ``out_dir/best`` the best model.
+With ``optim.ema_decay`` the EMA weights are what is validated and kept as ``best``, ``out_dir/ema``
+holds them after the latest epoch, and the raw weights' validation figures are logged beside them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -62,6 +65,7 @@ class OptimSection:
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0
     grad_clip: float | None = 5.0
+    ema_decay: float | None = None  # exponential moving average of the weights (timm's ModelEmaV3, with warm-up)
 
 
 @dataclass
@@ -214,6 +218,9 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
     for g in optimizer.param_groups:
         g["base_lr"] = g["lr"]
     warmup = int(cfg.optim.warmup_epochs * steps_per_epoch)
+    if cfg.optim.ema_decay is not None and not 0.0 < cfg.optim.ema_decay < 1.0:
+        raise ValueError(f"optim.ema_decay must be in (0, 1), got {cfg.optim.ema_decay}")
+    ema = ModelEmaV3(model, decay=cfg.optim.ema_decay, use_warmup=True) if cfg.optim.ema_decay else None
 
     # Resume from out/last if it exists.
     start_epoch, history, best = 0, [], {"srcc": -2.0, "epoch": -1}
@@ -221,6 +228,10 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
         state = load_train_state(out / "last", optimizer)
         model.load_state_dict(load_model(out / "last").state_dict())
         start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
+        if ema is not None:
+            if not (out / "ema" / "model.safetensors").is_file():
+                raise ValueError(f"cannot resume {out} with optim.ema_decay: it has no ema/ checkpoint")
+            ema.module.load_state_dict(load_model(out / "ema").state_dict())
         print(f"resumed from {out / 'last'} at epoch {start_epoch}")
 
     for epoch in range(start_epoch, cfg.optim.epochs):
@@ -254,6 +265,8 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
             if cfg.optim.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             optimizer.step()
+            if ema is not None:
+                ema.update(model, step=step)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(y)
             n_seen += len(y)
@@ -266,13 +279,14 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
             **{f"train_{k}": v / max(1, n_seen) for k, v in sums.items()},
         }
 
+        evaluated = ema.module if ema is not None else model
         if val_ds is not None and len(val_ds) >= 3:
-            z = predict_paths(
-                model, [r.path for r in val_ds.rows], eval_tf, cfg.eval.batch_size, channels_last=cfg.channels_last
-            )
+            paths = [r.path for r in val_ds.rows]
             # Signed, against MOS normalised to higher = better: an anti-correlated model must not win.
             target = val_ds.normalize(val_ds.mos_array())
-            record.update(val_srcc=srcc(z, target), val_plcc=plcc(z, target))
+            for prefix, net in [("", evaluated)] + ([("raw_", model)] if ema is not None else []):
+                z = predict_paths(net, paths, eval_tf, cfg.eval.batch_size, channels_last=cfg.channels_last)
+                record.update({f"{prefix}val_srcc": srcc(z, target), f"{prefix}val_plcc": plcc(z, target)})
         history.append(record)
         print(json.dumps(record))
         with open(out / "history.jsonl", "a") as fh:
@@ -282,7 +296,9 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
         score = record.get("val_srcc", -float(record.get("train_loss", 0.0)))
         if score > best["srcc"]:
             best = {"srcc": score, "epoch": epoch}
-            save_model(model, out / "best", extra)
+            save_model(evaluated, out / "best", extra)
+        if ema is not None:
+            save_model(ema.module, out / "ema", extra)
         save_model(model, out / "last", extra)
         save_train_state(out / "last", optimizer, {"epoch": epoch, "history": history, "best": best})
 
@@ -296,6 +312,7 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
         "train_images": len(train_ds),
         "val_images": len(val_ds) if val_ds is not None else 0,
         "out_dir": str(out),
+        "final": str(out / ("ema" if ema is not None else "last")),
         "wall_seconds": round(time.time() - t_start, 1),
         "device": str(device),
     }
