@@ -98,3 +98,21 @@ def test_collect_runs_reads_validation_record(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.argv", argv)
     with pytest.raises(SystemExit, match="unfinished runs"):
         bench.main()
+
+
+def test_teacher_ema_rule():
+    bench = _bench("teacher_ema_val")
+
+    def rec(epoch, ema, raw):
+        return {"epoch": epoch, "val_srcc": ema, "val_plcc": ema, "raw_val_srcc": raw, "raw_val_plcc": raw}
+
+    behind = [rec(0, 0.70, 0.60), rec(1, 0.80, 0.70), rec(2, 0.80, 0.81)]
+    verdict = bench.decide(behind)
+    assert not verdict["adopt_ema"]  # behind the raw weights at the last epoch, however good before
+    assert verdict["mean_last_3"]["ema"] == pytest.approx(0.7667, abs=1e-4)
+    ahead = [rec(0, 0.70, 0.80), rec(1, 0.70, 0.80), rec(2, 0.82, 0.81)]
+    assert not bench.decide(ahead)["adopt_ema"]  # ahead at the end, behind on the three-epoch mean
+    assert bench.decide([rec(0, 0.8, 0.7), rec(1, 0.82, 0.81)])["adopt_ema"]
+    with pytest.raises(ValueError, match="no paired EMA/raw validation record"):
+        bench.decide([{"epoch": 0, "val_srcc": 0.5, "val_plcc": 0.5}])
+    assert "EMA adopted: **no**" in bench.markdown(behind, verdict)
