@@ -54,16 +54,16 @@ def test_lr_schedule():
 
 
 def test_freeze_prefixes_respect_name_boundaries():
-    from kdiqa.engine import _freeze, _set_train_mode
+    from kdiqa.engine import freeze_prefixes, train_except_frozen
     from kdiqa.models.zoo import create_model
 
     m = create_model("iqa_test_tiny")
-    frozen = _freeze(m, ["backbone.blocks.1"])
+    frozen = freeze_prefixes(m, ["backbone.blocks.1"])
     assert frozen and all(n.startswith("backbone.blocks.1.") for n in frozen)
-    _set_train_mode(m, ["backbone.blocks.1"])
+    train_except_frozen(m, ["backbone.blocks.1"])
     assert not m.backbone.blocks[1].training and m.backbone.blocks[2].training and m.head.training
     with pytest.raises(ValueError, match="match no parameter"):
-        _freeze(m, ["backbone.block"])
+        freeze_prefixes(m, ["backbone.block"])
 
 
 def test_validation_srcc_is_signed_so_anti_correlated_models_lose(rated_folder, tmp_path, monkeypatch):

@@ -151,3 +151,36 @@ def test_relative_feature_norm_is_scale_free():
     assert d.scaled(hint_loss(s, 100 * t), 100 * t).item() == pytest.approx(1.0, rel=1e-4)
     d.cfg.feature_norm = "none"
     assert d.scaled(hint_loss(s, t), t).item() == pytest.approx(100.0)
+
+
+def test_student_freeze_keeps_prefixes_and_their_bn_statistics(tmp_path, rated_folder, tiny_teacher_and_photos):
+    from safetensors.torch import load_file
+
+    from kdiqa.checkpoint import save_model
+    from kdiqa.cli import main
+
+    teacher, photos = tiny_teacher_and_photos
+    save_model(kdiqa.create_model("iqa_test_tiny"), tmp_path / "init")
+    frozen = ["backbone.conv_stem", "backbone.bn1", "backbone.blocks.0"]
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(f"""
+method: response
+student: iqa_test_tiny
+student_init: {tmp_path / "init"}
+student_freeze: {frozen}
+teacher: {teacher}
+pool: {{sources: [{{path: {photos}}}], per_image: 2}}
+labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 48, batch_size: 4, workers: 0, val_fraction: 0.25}}
+stages:
+  - {{stage: joint, data: labelled, epochs: 1, steps_per_epoch: 3, lr: 0.01}}
+eval: {{mode: center, crop: 48}}
+out_dir: {tmp_path / "run"}
+threads: 1
+""")
+    assert main(["distill", "--config", str(cfg), "--quiet"]) == 0
+    before, after = (load_file(str(d / "model.safetensors")) for d in (tmp_path / "init", tmp_path / "run" / "last"))
+    inside = [k for k in before if any(k.startswith(p + ".") for p in frozen)]
+    outside = [k for k in before if k.startswith("backbone.blocks.1.") and before[k].is_floating_point()]
+    assert inside and outside
+    assert all(torch.equal(before[k], after[k]) for k in inside)  # weights and running BN statistics
+    assert any(not torch.equal(before[k], after[k]) for k in outside)

@@ -117,7 +117,7 @@ def _under(name: str, prefixes: list[str]) -> bool:
     return any(name == pre or name.startswith(pre.rstrip(".") + ".") for pre in prefixes)
 
 
-def _freeze(model: torch.nn.Module, prefixes: list[str]) -> list[str]:
+def freeze_prefixes(model: torch.nn.Module, prefixes: list[str]) -> list[str]:
     frozen = []
     for name, p in model.named_parameters():
         if _under(name, prefixes):
@@ -128,7 +128,7 @@ def _freeze(model: torch.nn.Module, prefixes: list[str]) -> list[str]:
     return frozen
 
 
-def _set_train_mode(model: torch.nn.Module, prefixes: list[str]) -> None:
+def train_except_frozen(model: torch.nn.Module, prefixes: list[str]) -> None:
     """Train mode, except modules under frozen prefixes (their BatchNorm statistics stay fixed)."""
     model.train()
     for name, module in model.named_modules():
@@ -204,7 +204,7 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
                 f"the config asks for {list(model.cfg.head_levels)}"
             )
         model.load_state_dict(start.state_dict())
-    frozen = _freeze(model, cfg.model.freeze)
+    frozen = freeze_prefixes(model, cfg.model.freeze)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
@@ -246,7 +246,7 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
             pin_memory=device.type == "cuda",
             persistent_workers=False,
         )
-        _set_train_mode(model, cfg.model.freeze)
+        train_except_frozen(model, cfg.model.freeze)
         t0, sums, n_seen = time.time(), {}, 0
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=not progress)
         for i, batch in enumerate(loader):

@@ -26,7 +26,7 @@ from ..data.datasets import TorchIQADataset, get_dataset
 from ..data.io import load_image
 from ..data.pools import PoolConfig, PoolItem, build_items
 from ..data.transforms import EvalTransform, TrainTransform
-from ..engine import DataSection, EvalSection, lr_factor, prepare_run
+from ..engine import DataSection, EvalSection, freeze_prefixes, lr_factor, prepare_run, train_except_frozen
 from ..evaluation import predict_paths
 from ..hub import load
 from ..metrics import srcc
@@ -51,6 +51,7 @@ class DistillRunConfig:
     student_pretrained: str = "none"
     student_init: str | None = None  # checkpoint folder to start from (e.g. a pretext run)
     student_head_levels: list[int] = field(default_factory=list)  # stages mean+std pooled into its head
+    student_freeze: list[str] = field(default_factory=list)  # parameter prefixes kept frozen (BN in eval), as in train
     teacher: str = "teacher"
     distill: DistillConfig = field(default_factory=DistillConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
@@ -171,6 +172,7 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
             eval_crop=cfg.eval.crop,
         )
     )
+    freeze_prefixes(student, cfg.student_freeze)
     distiller = build_distiller(cfg.method, student.to(device), teacher, cfg.distill).to(device)
     eval_tf = EvalTransform(cfg.eval.mode, cfg.eval.crop, cfg.eval.n_crops, lab.resize)
 
@@ -205,6 +207,7 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
                 num_workers=lab.workers,
             )
             distiller.train()
+            train_except_frozen(student, cfg.student_freeze)
             sums: dict[str, float] = {}
             bar = tqdm(
                 total=steps, desc=f"{cfg.method} stage {si + 1} ({st.stage}) epoch {epoch + 1}", disable=not progress
