@@ -116,3 +116,15 @@ def test_teacher_ema_rule():
     with pytest.raises(ValueError, match="no paired EMA/raw validation record"):
         bench.decide([{"epoch": 0, "val_srcc": 0.5, "val_plcc": 0.5}])
     assert "EMA adopted: **no**" in bench.markdown(behind, verdict)
+
+
+def test_split_csv_leaves_out_the_validation_images(rated_folder):
+    bench = _bench("split_csv")
+    labels = f"csv:{rated_folder / 'labels.csv'}"
+    train = bench.split_paths(labels, None, "train", 0.25, 0)
+    val = bench.split_paths(labels, None, "val", 0.25, 0)
+    everything = bench.split_paths(labels, None, "train", 0.0, 0)
+    assert val and not set(train) & set(val)
+    assert sorted(train + val) == sorted(everything)
+    with pytest.raises(ValueError, match=r"has no split \['nope'\]"):
+        bench.split_paths(labels, None, "nope", 0.25, 0)
