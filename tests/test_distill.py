@@ -184,3 +184,32 @@ threads: 1
     assert inside and outside
     assert all(torch.equal(before[k], after[k]) for k in inside)  # weights and running BN statistics
     assert any(not torch.equal(before[k], after[k]) for k in outside)
+
+
+def test_stage_gets_its_steps_beyond_one_pass(tmp_path, rated_folder, tiny_teacher_and_photos, capsys):
+    """Cached labelled crops hold fewer batches than the stage asks for: further passes, not fewer steps."""
+    import json
+
+    from kdiqa.cli import main
+
+    teacher, photos = tiny_teacher_and_photos
+    cfg = tmp_path / "d.yaml"
+    body = f"""
+method: response
+student: iqa_test_tiny
+teacher: {teacher}
+pool: {{sources: [{{path: {photos}}}], per_image: 2}}
+labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 48, batch_size: BS, workers: 0, val_fraction: 0.25}}
+cache: {{enabled: true, dir: {tmp_path / "cache"}, labelled_crop: 48, labelled_views: 1, pool_crop: 48}}
+stages:
+  - {{stage: joint, data: labelled, epochs: 2, steps_per_epoch: 7}}
+eval: {{mode: center, crop: 48}}
+out_dir: {tmp_path / "run"}
+threads: 1
+"""
+    cfg.write_text(body.replace("BS", "4"))  # 14 labelled train crops: 3 batches per pass
+    assert main(["distill", "--config", str(cfg), "--quiet"]) == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["total_steps"] == 14
+    cfg.write_text(body.replace("BS", "64").replace(str(tmp_path / "run"), str(tmp_path / "run2")))
+    assert main(["distill", "--config", str(cfg), "--quiet"]) == 2
+    assert "stage 0: 14 'labelled' items make no batch of 64" in capsys.readouterr().err

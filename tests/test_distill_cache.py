@@ -144,3 +144,18 @@ def test_grouped_batches_never_mix_parts():
     flat = [i for b in batches for i in b]
     assert len(set(flat)) == len(flat)
     assert {b[0] < 10 for b in batches} == {True, False}
+
+
+def test_grouped_batches_passes_cover_the_data_once_each():
+    from torch.utils.data import TensorDataset
+
+    from kdiqa.distill.engine import GroupedBatches
+
+    ds = TensorDataset(torch.zeros(7))
+    sampler = GroupedBatches(ds, 3, torch.Generator().manual_seed(0), passes=3)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 3 * 2
+    for p in range(3):  # each pass: 2 disjoint batches of one fresh permutation
+        flat = [i for b in batches[2 * p : 2 * p + 2] for i in b]
+        assert len(set(flat)) == 6
+    assert len({tuple(b) for b in batches}) > 2

@@ -41,7 +41,7 @@ class StageSection:
     data: str = "labelled"  # pool | labelled | both
     epochs: int = 1
     lr: float = 1e-3
-    steps_per_epoch: int | None = None  # cap (None: one pass over the data)
+    steps_per_epoch: int | None = None  # exact steps (more than a pass: further shuffled passes); None: one pass
 
 
 @dataclass
@@ -83,23 +83,26 @@ class PoolCrops(Dataset):
 class GroupedBatches(Sampler):
     """Shuffled batches that never mix the parts of a ConcatDataset (e.g. a pool cache of 224 px crops
     and a labelled cache of 320 px crops cannot share a batch); the batch order is shuffled too.
-    Incomplete batches are dropped. A plain dataset is one part: ordinary shuffled batches."""
+    Incomplete batches are dropped. A plain dataset is one part: ordinary shuffled batches. With
+    ``passes`` > 1 the passes follow each other, each freshly shuffled (a stage asking for more steps
+    than one pass holds gets them all, so every method of an ablation trains for the same steps)."""
 
-    def __init__(self, dataset: Dataset, batch_size: int, generator: torch.Generator) -> None:
+    def __init__(self, dataset: Dataset, batch_size: int, generator: torch.Generator, passes: int = 1) -> None:
         sizes = [len(d) for d in dataset.datasets] if isinstance(dataset, ConcatDataset) else [len(dataset)]
         self.offsets, self.sizes = np.cumsum([0, *sizes[:-1]]).tolist(), sizes
-        self.batch_size, self.generator = batch_size, generator
+        self.batch_size, self.generator, self.passes = batch_size, generator, passes
 
     def __len__(self) -> int:
-        return sum(n // self.batch_size for n in self.sizes)
+        return self.passes * sum(n // self.batch_size for n in self.sizes)
 
     def __iter__(self):
-        batches = []
-        for off, n in zip(self.offsets, self.sizes, strict=True):
-            order = (torch.randperm(n, generator=self.generator) + off).tolist()
-            batches += [order[i : i + self.batch_size] for i in range(0, n - self.batch_size + 1, self.batch_size)]
-        for k in torch.randperm(len(batches), generator=self.generator).tolist():
-            yield batches[k]
+        for _ in range(self.passes):
+            batches = []
+            for off, n in zip(self.offsets, self.sizes, strict=True):
+                order = (torch.randperm(n, generator=self.generator) + off).tolist()
+                batches += [order[i : i + self.batch_size] for i in range(0, n - self.batch_size + 1, self.batch_size)]
+            for k in torch.randperm(len(batches), generator=self.generator).tolist():
+                yield batches[k]
 
 
 def _pool_items(cfg: DistillRunConfig, val_ds) -> list[PoolItem]:
@@ -191,8 +194,10 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
             source = f"{st.data}_cached" if st.stage != "task" and f"{st.data}_cached" in data else st.data
         if data[source] is None or len(data[source]) == 0:
             raise ValueError(f"stage {si}: no {st.data!r} data (is the pool configured?)")
-        steps = len(GroupedBatches(data[source], lab.batch_size, torch.Generator()))  # full batches per pass
-        steps = min(steps, st.steps_per_epoch) if st.steps_per_epoch else steps
+        per_pass = len(GroupedBatches(data[source], lab.batch_size, torch.Generator()))  # full batches per pass
+        if per_pass == 0:
+            raise ValueError(f"stage {si}: {len(data[source])} {st.data!r} items make no batch of {lab.batch_size}")
+        steps = st.steps_per_epoch or per_pass
         optimizer = torch.optim.AdamW(distiller.learnable_parameters(), lr=st.lr, weight_decay=cfg.weight_decay)
         if start[0] == si and 0 < start[1] < st.epochs:  # resuming inside this stage
             load_train_state(out / "last", optimizer)
@@ -203,7 +208,7 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
             g = torch.Generator().manual_seed(cfg.seed * 1000 + si * 100 + epoch)
             loader = DataLoader(
                 data[source],
-                batch_sampler=GroupedBatches(data[source], lab.batch_size, g),
+                batch_sampler=GroupedBatches(data[source], lab.batch_size, g, passes=-(-steps // per_pass)),
                 num_workers=lab.workers,
             )
             distiller.train()
