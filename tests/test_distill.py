@@ -140,6 +140,9 @@ threads: 1
     assert main(["distill", "--config", str(cfg), "--quiet"]) == 0  # finished: resumes and does nothing
     assert "resumed from" in capsys.readouterr().out
     assert (tmp_path / "run" / "last" / "train_state.json").read_text() == history
+    # the wall time reported is the training's, not the few seconds of the no-op resume
+    seconds = json.loads(history)["seconds"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["wall_seconds"] >= round(seconds, 1)
 
 
 def test_relative_feature_norm_is_scale_free():

@@ -184,6 +184,7 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
         distiller.load_state_dict(load_file(str(out / "last" / "distiller.safetensors")), strict=False)
         state = json.loads((out / "last" / "train_state.json").read_text())
         history, best, start = state["history"], state["best"], (state["stage"], state["epoch"] + 1)
+        t_start -= state.get("seconds", 0.0)  # wall time of the earlier sessions counts too
         print(f"resumed from {out / 'last'} at stage {start[0]}, epoch {start[1]}")
 
     step_global = 0
@@ -252,13 +253,14 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
                 {k: t.contiguous() for k, t in _learnable_state(distiller).items()},
                 str(out / "last" / "distiller.safetensors"),
             )
-            save_train_state(out / "last", optimizer, {"stage": si, "epoch": epoch, "history": history, "best": best})
+            info = {"stage": si, "epoch": epoch, "history": history, "best": best, "seconds": time.time() - t_start}
+            save_train_state(out / "last", optimizer, info)
     summary = {
         "method": cfg.method,
         "student": student.name,
         "best": best,
         "out_dir": str(out),
-        "wall_seconds": round(time.time() - t_start, 1),
+        "wall_seconds": round(time.time() - t_start, 1),  # summed over resumed sessions
         "stages": len(cfg.stages),
         "total_steps": step_global,
         "params": student.num_params(),
