@@ -187,6 +187,13 @@ threads: 1
     assert inside and outside
     assert all(torch.equal(before[k], after[k]) for k in inside)  # weights and running BN statistics
     assert any(not torch.equal(before[k], after[k]) for k in outside)
+    # the initialising checkpoint's scale and views (0–100, full image) give way to this run's
+    from kdiqa.data.datasets import get_dataset
+
+    trained = kdiqa.load(tmp_path / "run" / "last").cfg
+    expected = get_dataset(f"csv:{rated_folder / 'labels.csv'}").score_range
+    assert tuple(trained.score_range) == tuple(expected) != (0.0, 100.0)
+    assert (trained.eval_mode, trained.eval_crop) == ("center", 48)
 
 
 def test_stage_gets_its_steps_beyond_one_pass(tmp_path, rated_folder, tiny_teacher_and_photos, capsys):

@@ -175,6 +175,9 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
             eval_crop=cfg.eval.crop,
         )
     )
+    if cfg.student_init:  # a pre-trained checkpoint (e.g. a pretext run) reports on this run's scale and views
+        student.cfg.score_range, student.cfg.higher_better = tuple(ds.score_range), ds.higher_better
+        student.cfg.eval_mode, student.cfg.eval_crop = cfg.eval.mode, cfg.eval.crop
     freeze_prefixes(student, cfg.student_freeze)
     distiller = build_distiller(cfg.method, student.to(device), teacher, cfg.distill).to(device)
     eval_tf = EvalTransform(cfg.eval.mode, cfg.eval.crop, cfg.eval.n_crops, lab.resize)
