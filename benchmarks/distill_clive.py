@@ -270,6 +270,19 @@ def check_same_teacher(teacher: dict, out: Path, previous: dict, runs_dir: Path)
     marker.write_text(json.dumps({k: teacher[k] for k in ("model", "fingerprint", "srcc", "plcc")}, indent=2))
 
 
+def command_line(args, out: Path) -> str:
+    """The command that reproduces this table, with every selection that differs from the defaults."""
+    parts = ["python benchmarks/distill_clive.py --config", *args.config]
+    for flag, value, default in (
+        ("--students", args.students, list(STUDENTS)),
+        ("--methods", args.methods, list(METHODS)),
+        ("--seeds", args.seeds, [0, 1, 2]),
+    ):
+        if list(value) != default:
+            parts += [flag, *map(str, value)]
+    return " ".join(parts + ["--runs", args.runs, "--out", str(out)] + ["--quick"] * args.quick)
+
+
 def write(args, out: Path, teacher: dict, runs: list[dict], previous: dict, t0: float) -> dict:
     result = {
         "teacher": teacher,
@@ -277,10 +290,7 @@ def write(args, out: Path, teacher: dict, runs: list[dict], previous: dict, t0: 
         "summary": [],
         "protocol": "CLIVE test (230 images), full image; checkpoint chosen by SRCC on the val split of train",
         "configs": sorted({(r["student"], r["config"]) for r in runs}),
-        "command": " ".join(
-            ["python benchmarks/distill_clive.py --config", *args.config, "--runs", args.runs, "--out", str(out)]
-            + ["--quick"] * args.quick
-        ),
+        "command": command_line(args, out),
         "wall_seconds": round(previous.get("wall_seconds", 0.0) + time.time() - t0, 1),
     }
     result["summary"] = summarise(result["runs"], teacher)

@@ -128,3 +128,19 @@ def test_split_csv_leaves_out_the_validation_images(rated_folder):
     assert sorted(train + val) == sorted(everything)
     with pytest.raises(ValueError, match=r"has no split \['nope'\]"):
         bench.split_paths(labels, None, "nope", 0.25, 0)
+
+
+def test_distill_ablation_records_its_selection():
+    from types import SimpleNamespace
+
+    bench = _bench("distill_clive")
+    args = SimpleNamespace(
+        config=["x=c.yaml"], students=["iqa_effnet_lite0"], methods=list(bench.METHODS), seeds=[0, 1, 2]
+    )
+    args.runs, args.quick = "runs/v", False
+    assert bench.command_line(args, Path("o.json")) == (
+        "python benchmarks/distill_clive.py --config x=c.yaml --students iqa_effnet_lite0 --runs runs/v --out o.json"
+    )
+    args.students, args.seeds = list(bench.STUDENTS), [1]
+    assert "--students" not in bench.command_line(args, Path("o.json"))
+    assert " --seeds 1 " in bench.command_line(args, Path("o.json"))
