@@ -26,6 +26,7 @@ CARD = """# {name} — kdiqa's default model
   over {n_seeds} seeds, then the seed with the best validation SRCC (validation: the 105 images carved
   from CLIVE `train`). Never trained or tuned on CLIVE `test`.
 - Data: {data}
+- Initialisation: {init}
 - Trained by: `{command}` (the ablation; this is run `{run}`).
 - Output: MOS on CLIVE's scale (0–100, higher is better). Test-time view: the full image, after
   downscaling so that the shorter side is at most 500 px.
@@ -49,6 +50,23 @@ DATA = {
     "distilled": "the unrated pool (pristine photos with synthetic distortions + CLIVE `train` images without\n"
     "  their MOS) labelled by the teacher, then CLIVE `train` MOS.",
 }
+
+
+def describe_init(distill_config: dict | None) -> str:
+    """The card's line on where the student's weights started (a ``student_init`` checkpoint or not)."""
+    cfg = distill_config or {}
+    folder, pretrained = cfg.get("student_init"), cfg.get("student_pretrained", "none")
+    if not folder:
+        return "ImageNet weights." if pretrained not in (None, "none") else "random (no pre-training)."
+    pretext = read_config(folder).get("pretext")
+    if not pretext:
+        return f"the checkpoint `{folder}`."
+    sources = ", ".join(f"`{s['path']}`" for s in pretext["sources"])
+    return (
+        f"the self-supervised pretext checkpoint `{folder}` ({pretext['epochs']} epochs × "
+        f"{pretext['samples_per_epoch']} crops of {pretext['crop']} px from {sources}, synthetically distorted; "
+        "it learns to name the distortion type and to rank two strengths of it; no human score is used)."
+    )
 
 
 def choose(result: dict, student: str) -> tuple[dict, dict]:
@@ -101,6 +119,7 @@ def main() -> None:
             results=args.results,
             how=HOW["none" if run["method"] == "none" else "distilled"].format(method=run["method"]),
             data=DATA["none" if run["method"] == "none" else "distilled"],
+            init=describe_init(extra["distill_config"]),
             seed=run["seed"],
             n_seeds=summary["seeds"],
             command=result.get("command", "python benchmarks/distill_clive.py"),

@@ -144,3 +144,22 @@ def test_distill_ablation_records_its_selection():
     args.students, args.seeds = list(bench.STUDENTS), [1]
     assert "--students" not in bench.command_line(args, Path("o.json"))
     assert " --seeds 1 " in bench.command_line(args, Path("o.json"))
+
+
+def test_bundle_card_describes_the_initialisation(tmp_path):
+    bench = _bench("bundle_student")
+    assert bench.describe_init({"student_pretrained": "none"}) == "random (no pre-training)."
+    assert bench.describe_init({"student_pretrained": "imagenet"}) == "ImageNet weights."
+    pretext = {
+        "sources": [{"path": "pool/pristine"}, {"path": "runs/train_noval.csv"}],
+        "epochs": 3,
+        "samples_per_epoch": 4096,
+        "crop": 224,
+    }
+    (tmp_path / "config.json").write_text(json.dumps({"kdiqa_model": {}, "pretext": pretext}))
+    line = bench.describe_init({"student_init": str(tmp_path), "student_pretrained": "none"})
+    assert f"pretext checkpoint `{tmp_path}`" in line
+    assert "3 epochs × 4096 crops of 224 px from `pool/pristine`, `runs/train_noval.csv`" in line
+    assert "no human score" in line
+    (tmp_path / "config.json").write_text(json.dumps({"kdiqa_model": {}}))
+    assert bench.describe_init({"student_init": str(tmp_path)}) == f"the checkpoint `{tmp_path}`."
