@@ -106,6 +106,7 @@ def main() -> None:
         "clive_test": {k: run[k] for k in ("srcc", "plcc", "krcc", "rmse", "n")},
         "val_srcc": run["val_srcc"],
     }
+    init_folder = (extra["distill_config"] or {}).get("student_init")
     save_model(model, out, extra)
     shutil.copy(args.live_readme, out / "LIVE_README.txt")
     (out / "README.md").write_text(
@@ -119,7 +120,8 @@ def main() -> None:
             results=args.results,
             how=HOW["none" if run["method"] == "none" else "distilled"].format(method=run["method"]),
             data=DATA["none" if run["method"] == "none" else "distilled"],
-            init=describe_init(extra["distill_config"]),
+            init=describe_init(extra["distill_config"])
+            + (f" The commands that make it are in the header of `{run.get('config')}`." if init_folder else ""),
             seed=run["seed"],
             n_seeds=summary["seeds"],
             command=result.get("command", "python benchmarks/distill_clive.py"),
