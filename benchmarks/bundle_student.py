@@ -52,20 +52,22 @@ DATA = {
 }
 
 
-def describe_init(distill_config: dict | None) -> str:
-    """The card's line on where the student's weights started (a ``student_init`` checkpoint or not)."""
+def describe_init(distill_config: dict | None, config_file: str | None = None) -> str:
+    """The card's line on where the student's weights started (a ``student_init`` checkpoint or not); the
+    run's config file, when given, is named as the place of the commands that make that checkpoint."""
     cfg = distill_config or {}
     folder, pretrained = cfg.get("student_init"), cfg.get("student_pretrained", "none")
     if not folder:
         return "ImageNet weights." if pretrained not in (None, "none") else "random (no pre-training)."
+    where = f" The commands that make it are in the header of `{config_file}`." if config_file else ""
     pretext = read_config(folder).get("pretext")
     if not pretext:
-        return f"the checkpoint `{folder}`."
+        return f"the checkpoint `{folder}`.{where}"
     sources = ", ".join(f"`{s['path']}`" for s in pretext["sources"])
     return (
         f"the self-supervised pretext checkpoint `{folder}` ({pretext['epochs']} epochs × "
         f"{pretext['samples_per_epoch']} crops of {pretext['crop']} px from {sources}, synthetically distorted; "
-        "it learns to name the distortion type and to rank two strengths of it; no human score is used)."
+        f"it learns to name the distortion type and to rank two strengths of it; no human score is used).{where}"
     )
 
 
@@ -96,17 +98,18 @@ def main() -> None:
     model = load_model(folder)
     model.cfg.eval_mode, model.cfg.eval_max_short = "full", args.max_short
     out = Path(args.out)
+    kind = "none" if run["method"] == "none" else "distilled"
     extra = {
-        "trained_on": "CLIVE train (LIVE In the Wild Challenge) + an unrated pool labelled by the teacher",
+        "trained_on": "CLIVE train (LIVE In the Wild Challenge)"
+        + ("" if kind == "none" else " + an unrated pool labelled by the teacher"),
         "method": run["method"],
         "seed": run["seed"],
-        "teacher": "iqa_effnet_lite2.clive",
+        "teacher": None if kind == "none" else "iqa_effnet_lite2.clive",  # `none` trains without it
         "train_command": f"{result.get('command', 'python benchmarks/distill_clive.py')} (run {folder})",
         "distill_config": read_config(folder).get("distill_config"),
         "clive_test": {k: run[k] for k in ("srcc", "plcc", "krcc", "rmse", "n")},
         "val_srcc": run["val_srcc"],
     }
-    init_folder = (extra["distill_config"] or {}).get("student_init")
     save_model(model, out, extra)
     shutil.copy(args.live_readme, out / "LIVE_README.txt")
     (out / "README.md").write_text(
@@ -118,10 +121,9 @@ def main() -> None:
             method=run["method"],
             config=run.get("config", "configs/distill_clive.yaml"),
             results=args.results,
-            how=HOW["none" if run["method"] == "none" else "distilled"].format(method=run["method"]),
-            data=DATA["none" if run["method"] == "none" else "distilled"],
-            init=describe_init(extra["distill_config"])
-            + (f" The commands that make it are in the header of `{run.get('config')}`." if init_folder else ""),
+            how=HOW[kind].format(method=run["method"]),
+            data=DATA[kind],
+            init=describe_init(extra["distill_config"], run.get("config")),
             seed=run["seed"],
             n_seeds=summary["seeds"],
             command=result.get("command", "python benchmarks/distill_clive.py"),
