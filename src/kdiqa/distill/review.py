@@ -24,8 +24,13 @@ class ReviewDistill(FeatureDistiller):
     def __init__(self, student, teacher, cfg: DistillConfig) -> None:
         super().__init__(student, teacher, cfg)
         t_shapes, s_shapes = probe_features(teacher), probe_features(student)
-        if len(t_shapes) != len(s_shapes):
-            raise ValueError(f"review needs as many stages in student ({len(s_shapes)}) as teacher ({len(t_shapes)})")
+        # Student stage i is reviewed against teacher stage i, so a student cut short (``num_stages``) pairs with
+        # the teacher's first stages; a student with more stages than the teacher has nothing to pair with.
+        if len(t_shapes) < len(s_shapes):
+            raise ValueError(
+                f"review needs at least as many stages in the teacher ({len(t_shapes)}) as in the student "
+                f"({len(s_shapes)})"
+            )
         self.stages = sorted(cfg.review_stages) if cfg.review_stages is not None else list(range(len(s_shapes)))
         if not self.stages or any(not 0 <= i < len(s_shapes) for i in self.stages):
             raise ValueError(f"review_stages {cfg.review_stages} must be a non-empty subset of 0..{len(s_shapes) - 1}")

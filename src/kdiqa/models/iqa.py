@@ -41,6 +41,7 @@ class ModelConfig:
     eval_n_crops: int = 5
     eval_max_short: int | None = None  # downscale larger images to this shorter side before scoring
     head_levels: tuple[int, ...] = ()  # stage indices whose maps are mean+std pooled into the head
+    num_stages: int | None = None  # keep only the backbone's first N feature stages (None: all)
     backbone_kwargs: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -104,13 +105,16 @@ class IQAModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone or timm.create_model(cfg.arch, pretrained=False, num_classes=0, **cfg.backbone_kwargs)
+        self.num_stages = len(self.backbone.feature_info)
+        if cfg.num_stages is not None:
+            self._truncate(cfg.num_stages)
         # Derive the embedding width from a dummy forward rather than trusting attribute names.
         was_training = self.backbone.training
         self.backbone.eval()
         with torch.no_grad():
             emb = self.backbone.forward_head(self.backbone.forward_features(torch.zeros(1, 3, 64, 64)), pre_logits=True)
         self.backbone.train(was_training)
-        n_stages = len(self.backbone.feature_info)
+        n_stages = self.num_stages
         levels = [i % n_stages for i in cfg.head_levels]
         if any(not -n_stages <= i < n_stages for i in cfg.head_levels) or len(set(levels)) != len(levels):
             raise ValueError(f"head_levels {list(cfg.head_levels)}: need distinct stage indices in [0, {n_stages})")
@@ -127,10 +131,21 @@ class IQAModel(nn.Module):
         self.register_buffer("_norm_weight", (1.0 / std).view(3, 1, 1, 1), persistent=False)
         self.register_buffer("_norm_bias", -mean / std, persistent=False)
 
+    def _truncate(self, n: int) -> None:
+        """Drops every block after feature stage ``n`` and the backbone's neck (timm's
+        ``prune_intermediate_layers``); the pre-logits embedding becomes the average-pooled stage-``n`` map.
+        """
+        if not 1 <= n <= self.num_stages:
+            raise ValueError(f"num_stages {n}: {self.cfg.arch} has feature stages 1..{self.num_stages}")
+        if n < self.num_stages:
+            self.backbone.prune_intermediate_layers(indices=[n - 1], prune_head=True)
+            self.backbone.reset_classifier(0, "avg")  # pruning leaves no pooling; the head needs a vector
+        self.num_stages = n
+
     @property
     def feature_info(self) -> list[dict]:
         """One dict per stage map: ``num_chs``, ``reduction`` (stride) and ``module``."""
-        return [dict(f) for f in self.backbone.feature_info]
+        return [dict(f) for f in self.backbone.feature_info[: self.num_stages]]
 
     @property
     def name(self) -> str:
@@ -147,12 +162,15 @@ class IQAModel(nn.Module):
 
         ``x`` is a batch of RGB images in [0, 1].
         """
+        # timm's own meaning of ``indices``, over this model's stages (a truncated backbone still lists all of
+        # its original stages in its ``feature_info``, so the indices are always passed to it explicitly).
+        wanted, _ = feature_take_indices(self.num_stages, indices)
         if not self.head_levels:
-            final, feats = self.backbone.forward_intermediates(self.normalize_input(x), indices=indices)
+            final, feats = self.backbone.forward_intermediates(self.normalize_input(x), indices=wanted)
             return self.head(self.backbone.forward_head(final, pre_logits=True)), feats
-        final, feats = self.backbone.forward_intermediates(self.normalize_input(x))  # all stages
+        every = list(range(self.num_stages))
+        final, feats = self.backbone.forward_intermediates(self.normalize_input(x), indices=every)
         score = self.head(self._head_input(final, [feats[i] for i in self.head_levels]))
-        wanted, _ = feature_take_indices(len(feats), indices)  # timm's own meaning of ``indices``
         return score, [feats[i] for i in wanted]
 
     def _head_input(self, final: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:

@@ -118,12 +118,17 @@ def init_backbone(model: nn.Module, pretrained: bool | str) -> None:
                 f"no offline ImageNet weights for {arch!r}; use pretrained='hub' (needs the "
                 f"internet) or one of {sorted(OFFLINE_PACKAGES)}"
             )
-        sd = map_lite_state_dict(load_lite_package_state_dict(arch), model.backbone)
+        full = timm.create_model(arch, pretrained=False, num_classes=0, **model.cfg.backbone_kwargs)
+        sd = map_lite_state_dict(load_lite_package_state_dict(arch), full)
     elif pretrained == "hub":
         sd = timm.create_model(arch, pretrained=True).state_dict()
     else:
         raise ValueError(f"pretrained must be one of none/imagenet/hub/True/False, got {pretrained!r}")
     sd = {k: v for k, v in sd.items() if not k.startswith("classifier.")}
+    if model.num_stages < len(model.backbone.feature_info):
+        # A truncated backbone (``num_stages``) keeps a prefix of the full one: drop the pruned blocks and neck.
+        kept = model.backbone.state_dict()
+        sd = {k: v for k, v in sd.items() if k in kept}
     missing, unexpected = model.backbone.load_state_dict(sd, strict=False)
     if unexpected or [k for k in missing if not k.startswith("classifier")]:
         raise ValueError(f"backbone weights did not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
