@@ -159,3 +159,15 @@ def test_grouped_batches_passes_cover_the_data_once_each():
         flat = [i for b in batches[2 * p : 2 * p + 2] for i in b]
         assert len(set(flat)) == 6
     assert len({tuple(b) for b in batches}) > 2
+
+
+def test_bundled_teacher_fingerprint_is_stable():
+    """Caches and run folders are keyed by the teacher's fingerprint: a new ModelConfig option at its default must not
+    change it, or every cache is rebuilt and every resumed grid refuses its own runs."""
+    import json
+    from pathlib import Path
+
+    from kdiqa.distill.cache import teacher_fingerprint
+
+    recorded = json.loads((Path(__file__).parents[1] / "benchmarks/results/distill_clive_v3.json").read_text())
+    assert teacher_fingerprint(kdiqa.load("teacher")) == recorded["teacher"]["fingerprint"]

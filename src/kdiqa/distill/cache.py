@@ -57,9 +57,15 @@ class CacheSource:
     mos: float = float("nan")
 
 
+# Model-config fields added after caches and run folders were first fingerprinted. While they hold their default
+# they stay out of the hash, so adding an option to ModelConfig does not orphan every existing cache and run.
+_LATER_FIELDS = {"num_stages": None}
+
+
 def teacher_fingerprint(teacher: IQAModel) -> str:
     """A short hash of the teacher's config and weights."""
-    h = hashlib.sha256(json.dumps(teacher.cfg.to_dict(), sort_keys=True, default=str).encode())
+    cfg = {k: v for k, v in teacher.cfg.to_dict().items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+    h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
     for name, t in sorted(teacher.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
