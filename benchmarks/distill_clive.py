@@ -23,18 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdiqa import load
+from kdiqa import create_model, load
 from kdiqa.config import load_config
 from kdiqa.data.datasets import get_dataset
 from kdiqa.data.transforms import EvalTransform
 from kdiqa.distill.cache import teacher_fingerprint
 from kdiqa.distill.engine import DistillRunConfig, distill
 from kdiqa.evaluation import evaluate_model
+from kdiqa.models.weights import OFFLINE_PACKAGES
 from kdiqa.profiling import count_macs, measure_latency
 
 METHODS = ("none", "response", "hints", "review")
 STUDENTS = ("iqa_mobilenetv3_small_050", "iqa_effnet_lite0")
-PRETRAINED = {"iqa_effnet_lite0": "imagenet"}  # offline ImageNet weights exist only for the Lite family
 
 
 def parse_configs(items: list[str]) -> dict[str | None, str]:
@@ -70,7 +70,7 @@ def run_config(args, student: str, method: str, seed: int) -> DistillRunConfig:
         f"method={method}",
         f"seed={seed}",
         f"out_dir={out}",
-        f"student_pretrained={PRETRAINED.get(student, 'none')}",
+        f"student_pretrained={pretrained_for(student)}",
         f"threads={args.threads}",
     ]
     cfg = load_config(DistillRunConfig, config_for(args, student), overrides)
@@ -78,6 +78,17 @@ def run_config(args, student: str, method: str, seed: int) -> DistillRunConfig:
         for st in cfg.stages:
             st.epochs, st.steps_per_epoch = 1, 3
     return cfg  # `none` trains on labelled MOS in every stage, for the same steps (the distill engine)
+
+
+def pretrained_for(student: str) -> str:
+    """``imagenet`` where kdiqa has offline ImageNet weights for the student's backbone (the Lite family, cut or
+    whole), else ``none``: every method of a student starts from the same weights, whatever its config says.
+
+    Example:
+        >>> pretrained_for("iqa_effnet_lite0_s4"), pretrained_for("iqa_mobilenetv3_small_050")
+        ('imagenet', 'none')
+    """
+    return "imagenet" if create_model(student).cfg.arch in OFFLINE_PACKAGES else "none"
 
 
 def cost(model, size: int, threads: int) -> dict:

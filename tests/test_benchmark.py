@@ -66,6 +66,12 @@ def test_distill_ablation_configs_per_student():
     args = SimpleNamespace(configs=bench.parse_configs(["a.yaml", "iqa_effnet_lite0=b.yaml"]))
     assert bench.config_for(args, "iqa_effnet_lite0") == "b.yaml"
     assert bench.config_for(args, "iqa_lcnet_050") == "a.yaml"
+    # every student whose backbone has offline ImageNet weights starts from them, a cut Lite0 included
+    assert [bench.pretrained_for(s) for s in ("iqa_effnet_lite0", "iqa_effnet_lite0_s4", "iqa_lcnet_050")] == [
+        "imagenet",
+        "imagenet",
+        "none",
+    ]
     with pytest.raises(SystemExit, match="two files for every student"):
         bench.parse_configs(["a.yaml", "c.yaml"])
     with pytest.raises(SystemExit, match="no file for iqa_lcnet_050"):
