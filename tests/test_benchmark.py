@@ -171,3 +171,37 @@ def test_bundle_card_describes_the_initialisation(tmp_path):
     assert bench.describe_init({"student_init": str(tmp_path)}) == f"the checkpoint `{tmp_path}`."
     assert bench.describe_init({"student_init": str(tmp_path)}, "c.yaml").endswith("in the header of `c.yaml`.")
     assert bench.describe_init({"student_pretrained": "none"}, "c.yaml") == "random (no pre-training)."
+
+
+def test_int8_settings_table_resumes_and_refuses_test(tmp_path, rated_folder, monkeypatch, capsys):
+    import sys
+
+    import kdiqa
+    from kdiqa.checkpoint import save_model
+
+    bench = _bench("int8_settings")
+    tiny = kdiqa.create_model("iqa_test_tiny", eval_crop=48).eval()
+    tiny.head.fc2.weight.data.mul_(50)  # spread the random model's scores so that rank agreement is defined
+    save_model(tiny, tmp_path / "tiny")
+    out = tmp_path / "int8.json"
+    argv = ["int8_settings.py", "--model", str(tmp_path / "tiny"), "--calibration", str(rated_folder)]
+    argv += ["--calib-images", "4", "--float-strides", "0", "4", "--methods", "minmax", "--threads", "1"]
+    argv += ["--dataset", f"csv:{rated_folder / 'labels.csv'}", "--root", str(rated_folder), "--limit", "8"]
+    argv += ["--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    result = json.loads(out.read_text())
+    assert [r["setting"] for r in result["rows"]] == ["minmax-4-s0", "minmax-4-s4"]
+    assert result["split"] == "train" and result["n"] == 8
+    for r in result["rows"]:
+        assert r["size_ratio"] > 1 and 0 <= r["mean_abs_diff"] <= r["max_abs_diff"]
+        assert -1 <= r["srcc_vs_torch"] <= 1
+    assert out.with_suffix(".md").read_text().count("| minmax-4-") == 2
+    # a rerun with one more setting reuses the two done ones (their quantisation time is kept as it was)
+    monkeypatch.setattr(sys, "argv", [*argv, "--methods", "minmax", "percentile"])
+    bench.main()
+    again = json.loads(out.read_text())
+    assert again["rows"][:2] == result["rows"] and len(again["rows"]) == 4
+    monkeypatch.setattr(sys, "argv", [*argv, "--split", "test"])
+    with pytest.raises(SystemExit, match="--split test"):
+        bench.main()

@@ -145,6 +145,7 @@ def test_labelled_parity_on_a_csv_dataset(tiny, rated_folder, tmp_path):
     lab = report["parity_labelled"]
     assert lab["n"] == 6 and set(lab) >= {"torch", "fp32"}
     assert lab["fp32"]["max_abs_diff_vs_torch"] < 1e-4
+    assert 0 <= lab["fp32"]["mean_abs_diff_vs_torch"] <= lab["fp32"]["max_abs_diff_vs_torch"]
     assert lab["fp32"]["srcc"] == pytest.approx(lab["torch"]["srcc"])
 
 

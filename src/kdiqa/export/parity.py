@@ -105,7 +105,7 @@ def labelled_parity(
 
     Returns:
         Per backend ``srcc``, ``plcc`` and seconds; per exported variant also the SRCC drop from
-        torch (``srcc_drop``), the rank correlation with torch's predictions and the max |difference|
+        torch (``srcc_drop``), the rank correlation with torch's predictions and the max and mean |difference|
         of normalised predictions.
     """
     from ..data.datasets import get_dataset
@@ -131,6 +131,7 @@ def labelled_parity(
             entry["srcc_drop"] = out["torch"]["srcc"] - entry["srcc"]
             entry["srcc_vs_torch"] = srcc(z, z_torch)
             entry["max_abs_diff_vs_torch"] = float(np.abs(z - z_torch).max())
+            entry["mean_abs_diff_vs_torch"] = float(np.abs(z - z_torch).mean())
         out[name] = entry
     if "fp32" in out and "int8" in out:
         out["int8"]["srcc_drop_vs_fp32"] = out["fp32"]["srcc"] - out["int8"]["srcc"]
