@@ -126,6 +126,52 @@ def test_int8_keeps_the_front_end_float(tiny, exported, images, tmp_path):
     assert 0 < n_dq[0] < n_dq[1]
 
 
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_chunked_calibration(tiny, exported, images, tmp_path, method, monkeypatch):
+    import onnx
+    from onnx import numpy_helper
+
+    from kdiqa.export import quantize
+    from kdiqa.export.quantize import calibration_chunk
+
+    ranges = []
+    set_range = quantize.ViewsCalibrationReader.set_range
+
+    def spy(self, start_index, end_index):
+        ranges.append((start_index, end_index))
+        set_range(self, start_index, end_index)
+
+    monkeypatch.setattr(quantize.ViewsCalibrationReader, "set_range", spy)
+
+    assert [calibration_chunk(n, 8) for n in (64, 30, 7, 1)] == [8, 6, 7, 1]
+    out, _ = exported
+    loaders, _ = calibration_images(images, n=6)
+    cfg = preprocess_config(tiny)
+
+    def scales(path):  # the activations' quantisation scales, in graph order
+        graph = onnx.load(str(path)).graph
+        init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        return [init[n.input[1]] for n in graph.node if n.op_type == "QuantizeLinear" and n.input[1] in init]
+
+    chunked = quantize_int8(out / "model.onnx", tmp_path / "c.onnx", loaders, cfg, method, chunk=2)
+    whole = quantize_int8(out / "model.onnx", tmp_path / "w.onnx", loaders, cfg, method, chunk=6)
+    assert chunked["calibration_chunk"] == 2 and whole["calibration_chunk"] == 6
+    assert ranges[:4] == [(0, 6), (0, 2), (2, 4), (4, 6)]  # ONNX Runtime walks the chunks (after __init__'s range)
+    a, b = scales(tmp_path / "c.onnx"), scales(tmp_path / "w.onnx")
+    assert len(a) == len(b) > 0
+    if method == "minmax":  # ranges merge exactly
+        assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+    else:  # histograms keep the first chunk's bins: close, not equal
+        assert all(np.allclose(u, v, rtol=0.25) for u, v in zip(a, b, strict=True))
+    x = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
+    scorer = OnnxScorer(out, "fp32", threads=1)
+    ref = scorer.predict(x)
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(str(tmp_path / "c.onnx")).run(None, {"image": x})[0]
+    assert np.abs(got - ref).max() < 0.1
+
+
 def test_runtime_scores_match_torch_scores(tiny, exported, images):
     out, _ = exported
     scorer = OnnxScorer(out, threads=1)
