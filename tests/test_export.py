@@ -18,7 +18,7 @@ from kdiqa.data.io import load_image
 from kdiqa.data.transforms import EvalTransform
 from kdiqa.export import ExportOptions, export_model
 from kdiqa.export.onnx import preprocess_config
-from kdiqa.export.quantize import calibration_images, front_end_nodes, quantize_int8
+from kdiqa.export.quantize import CALIBRATION_METHOD, calibration_images, front_end_nodes, quantize_int8
 from kdiqa.runtime import OnnxScorer
 
 
@@ -239,6 +239,8 @@ def test_cli_float_stride_reaches_the_quantiser(tiny, images, tmp_path):
         assert main([*args, "--calib-images", "2", "--float-stride", stride, "--threads", "1"]) == 0
         front = json.loads((out / "export.json").read_text())["int8"]["float_front_end"]
         assert front["max_stride"] == int(stride) and (front["nodes"] == 0) == quantised_all
+        # the command line's default calibration is the library's (spelled out there to stay torch-free)
+        assert json.loads((out / "export.json").read_text())["int8"]["calibration_method"] == CALIBRATION_METHOD
 
 
 def test_multi_level_head_exports_with_parity(tmp_path):

@@ -96,7 +96,8 @@ def add_deploy_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--int8", action="store_true", help="also write an int8 model (static QDQ quantisation)")
     p.add_argument("--calibration", help="unlabelled images for int8 calibration: a folder or a pool YAML")
     p.add_argument("--calib-images", type=int, default=64, help="calibration images (a seeded sample)")
-    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax")
+    # kdiqa.export.quantize.CALIBRATION_METHOD(S), spelled out: importing it here would import torch (tested equal)
+    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="percentile")
     p.add_argument(
         "--no-reduce-range",
         dest="reduce_range",

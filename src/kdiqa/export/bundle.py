@@ -22,7 +22,7 @@ from .onnx import (
     versions,
 )
 from .parity import labelled_parity, sample_parity
-from .quantize import FLOAT_STRIDE, calibration_images, quantize_int8
+from .quantize import CALIBRATION_METHOD, FLOAT_STRIDE, calibration_images, quantize_int8
 
 
 @dataclass
@@ -34,7 +34,7 @@ class ExportOptions:
     int8: bool = False
     calibration: str | None = None  # folder of images or pool YAML (needed for int8)
     calib_images: int = 64
-    calib_method: str = "minmax"
+    calib_method: str = CALIBRATION_METHOD
     calib_seed: int = 0
     reduce_range: bool = True  # 7-bit weights: no u8×s8 saturation on CPUs without VNNI
     float_stride: int = FLOAT_STRIDE  # int8: the front end up to this output stride stays float
