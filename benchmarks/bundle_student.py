@@ -18,7 +18,7 @@ import numpy as np
 
 from kdiqa.checkpoint import load_model, read_config, save_model
 
-CARD = """# {name} — kdiqa's default model
+CARD = """# {name} — {title}
 
 - Architecture: {arch} (timm) + MLP quality head; {params:.2f} M parameters, {gmacs:.2f} GMACs at 500×500.
 - Method: {how} (`{config}`, method `{method}`, seed {seed}); chosen as the method
@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--max-short", type=int, default=500)
     ap.add_argument("--live-readme", default="../shared/data/clive/LIVE_README.txt")
+    ap.add_argument("--title", default="kdiqa's default model", help="the model card's heading after the name")
     args = ap.parse_args()
     result = json.loads(Path(args.results).read_text())
     summary, run = choose(result, args.student)
@@ -115,7 +116,9 @@ def main() -> None:
     (out / "README.md").write_text(
         CARD.format(
             name=out.name,
-            arch=model.cfg.arch,
+            title=args.title,
+            arch=model.cfg.arch
+            + (f", cut after its first {model.cfg.num_stages} feature stages," if model.cfg.num_stages else ""),
             params=run["params"] / 1e6,
             gmacs=run["macs"] / 1e9,
             method=run["method"],
