@@ -23,7 +23,7 @@ CARD = """# {name} — {title}
 - Architecture: {arch} (timm) + MLP quality head; {params:.2f} M parameters, {gmacs:.2f} GMACs at 500×500.
 - Method: {how} (`{config}`, method `{method}`, seed {seed}); chosen as the method
   of the ablation with the best mean validation SRCC
-  over {n_seeds} seeds, then the seed with the best validation SRCC (validation: the 105 images carved
+  over {n_seeds}, then the seed with the best validation SRCC (validation: the 105 images carved
   from CLIVE `train`). Never trained or tuned on CLIVE `test`.
 - Data: {data}
 - Initialisation: {init}
@@ -118,7 +118,7 @@ def main() -> None:
             name=out.name,
             title=args.title,
             arch=model.cfg.arch
-            + (f", cut after its first {model.cfg.num_stages} feature stages," if model.cfg.num_stages else ""),
+            + (f" cut after its first {model.cfg.num_stages} feature stages" if model.cfg.num_stages else ""),
             params=run["params"] / 1e6,
             gmacs=run["macs"] / 1e9,
             method=run["method"],
@@ -128,7 +128,7 @@ def main() -> None:
             data=DATA[kind],
             init=describe_init(extra["distill_config"], run.get("config")),
             seed=run["seed"],
-            n_seeds=summary["seeds"],
+            n_seeds=f"{summary['seeds']} seed" + ("s" if summary["seeds"] > 1 else ""),
             command=result.get("command", "python benchmarks/distill_clive.py"),
             run=folder,
             srcc=run["srcc"],

