@@ -39,7 +39,7 @@ def iqa_effnet_lite0_s4(pretrained: bool | str = False, **kw) -> IQAModel:
     parameters.
 
     Unlike the other small students it can start from ImageNet weights offline (the Lite0 package's, minus
-    the pruned blocks), at about 10x the small MobileNetV3's MACs (1.24 G against 0.12 G at 500x500).
+    the pruned blocks), at about 10x the small MobileNetV3's MACs (1.25 G against 0.12 G at 500x500).
     """
     kw.setdefault("num_stages", 4)
     return _build("iqa_effnet_lite0_s4", "tf_efficientnet_lite0", pretrained, **{**LITE_MEAN_STD, **kw})
