@@ -7,10 +7,11 @@ evaluated on ``test`` (full image). Writes ``benchmarks/results/distill_clive.js
 row per run, means ± std per student × method), a Markdown table and a bar chart. Finished runs are
 skipped, so an interrupted ablation resumes.
 
-    python benchmarks/distill_clive.py                       # the full grid (hours on a 2-core CPU)
-    python benchmarks/distill_clive.py --quick               # a few steps per stage, one seed: a check
+    python benchmarks/distill_clive.py      # the README's grid and recipes (README_CONFIGS; hours on a 2-core CPU)
+    python benchmarks/distill_clive.py --quick              # a few steps per stage, one seed: a check
     python benchmarks/distill_clive.py --config configs/distill_clive.yaml \\
-        iqa_effnet_lite0=configs/distill_clive_lite0_ml.yaml   # a config per student (the README table)
+        iqa_effnet_lite0=configs/distill_clive_lite0_ml.yaml  # FILE for every student, STUDENT=FILE for one
+    python benchmarks/distill_clive.py --include a.json b.json  # one table from grids run elsewhere
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ from kdiqa.models.weights import OFFLINE_PACKAGES
 from kdiqa.profiling import count_macs, measure_latency
 
 METHODS = ("none", "response", "hints", "review")
-STUDENTS = ("iqa_mobilenetv3_small_050", "iqa_effnet_lite0")
+# The README table's recipe per student. The small student starts from the pretext checkpoint that its
+# config names (``student_init``): make it first, as the README says.
+README_CONFIGS = {
+    "iqa_mobilenetv3_small_050": "configs/distill_clive_small_v3.yaml",
+    "iqa_effnet_lite0_s4": "configs/distill_clive_lite0_s4.yaml",
+    "iqa_effnet_lite0": "configs/distill_clive_lite0_long.yaml",
+}
+STUDENTS = ("iqa_mobilenetv3_small_050", "iqa_effnet_lite0_s4", "iqa_effnet_lite0")
 
 
 def parse_configs(items: list[str]) -> dict[str | None, str]:
@@ -185,7 +193,7 @@ def main() -> None:
     ap.add_argument(
         "--config",
         nargs="+",
-        default=["configs/distill_clive.yaml", "iqa_effnet_lite0=configs/distill_clive_lite0_ml.yaml"],
+        default=[f"{student}={path}" for student, path in README_CONFIGS.items()],
         help="FILE for every student and/or STUDENT=FILE for one",
     )
     ap.add_argument("--students", nargs="+", default=list(STUDENTS))
@@ -196,6 +204,13 @@ def main() -> None:
     ap.add_argument("--teacher-json", default="benchmarks/results/teacher_clive_ml_all.json")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument(
+        "--include",
+        nargs="+",
+        default=[],
+        metavar="RESULT_JSON",
+        help="take the finished runs of the selected students/methods/seeds from these result files (same teacher)",
+    )
     ap.add_argument("--quick", action="store_true", help="3 steps per stage: checks the pipeline, not the methods")
     args = ap.parse_args()
     args.configs = parse_configs(args.config)
@@ -222,6 +237,8 @@ def main() -> None:
     }
     del teacher_model
     check_same_teacher(teacher, out, previous, Path(args.runs))
+    for path in args.include:
+        include_runs(runs, Path(path), teacher, args)
 
     for student in args.students:
         for seed in args.seeds:  # seed-major: an interrupted grid still has every method for the first seeds
@@ -281,6 +298,24 @@ def check_same_teacher(teacher: dict, out: Path, previous: dict, runs_dir: Path)
     marker.write_text(json.dumps({k: teacher[k] for k in ("model", "fingerprint", "srcc", "plcc")}, indent=2))
 
 
+def include_runs(runs: dict, path: Path, teacher: dict, args) -> None:
+    """Adds to ``runs`` the finished runs that ``path`` (another result file) holds for this selection.
+
+    Grids split across folders, sessions or machines become one table this way. The file must come
+    from the same teacher, and a run already in ``runs`` must agree with it.
+    """
+    other = json.loads(path.read_text())
+    if other.get("teacher", {}).get("fingerprint") != teacher["fingerprint"]:
+        raise SystemExit(f"--include {path}: its runs were distilled from another teacher; one table needs one")
+    for row in other.get("runs", []):
+        key = (row["student"], row["method"], row["seed"])
+        if row["student"] not in args.students or row["method"] not in args.methods or row["seed"] not in args.seeds:
+            continue
+        if key in runs and runs[key]["srcc"] != row["srcc"]:
+            raise SystemExit(f"--include {path}: {key} is also in the table, with another result")
+        runs[key] = {**row, "included_from": str(path)}
+
+
 def command_line(args, out: Path) -> str:
     """The command that reproduces this table, with every selection that differs from the defaults."""
     parts = ["python benchmarks/distill_clive.py --config", *args.config]
@@ -291,6 +326,7 @@ def command_line(args, out: Path) -> str:
     ):
         if list(value) != default:
             parts += [flag, *map(str, value)]
+    parts += ["--include", *args.include] if args.include else []
     return " ".join(parts + ["--runs", args.runs, "--out", str(out)] + ["--quick"] * args.quick)
 
 
@@ -304,6 +340,8 @@ def write(args, out: Path, teacher: dict, runs: list[dict], previous: dict, t0: 
         "command": command_line(args, out),
         "wall_seconds": round(previous.get("wall_seconds", 0.0) + time.time() - t0, 1),
     }
+    if args.include:  # their runs' wall time is counted in their own files
+        result["included"] = {p: json.loads(Path(p).read_text()).get("wall_seconds") for p in args.include}
     result["summary"] = summarise(result["runs"], teacher)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -77,9 +77,9 @@ def test_distill_ablation_configs_per_student():
     with pytest.raises(SystemExit, match="no file for iqa_lcnet_050"):
         bench.config_for(SimpleNamespace(configs={"iqa_effnet_lite0": "b.yaml"}), "iqa_lcnet_050")
     root = Path(__file__).parent.parent / "configs"
-    files = ("distill_clive.yaml", "distill_clive_lite0_ml.yaml")
-    small, lite0 = (load_config(DistillRunConfig, root / f) for f in files)
-    assert bench.check_shared_setup([small, lite0]) is small  # the README table's two files agree
+    assert set(bench.README_CONFIGS) == set(bench.STUDENTS)
+    small, *others = (load_config(DistillRunConfig, root.parent / f) for f in bench.README_CONFIGS.values())
+    assert bench.check_shared_setup([small, *others]) is small  # the README table's files agree
     other = load_config(DistillRunConfig, root / "distill_clive.yaml", ["labelled.crop=224"])
     with pytest.raises(SystemExit, match="differ in 'labelled'"):
         bench.check_shared_setup([small, other])
@@ -143,13 +143,40 @@ def test_distill_ablation_records_its_selection():
     args = SimpleNamespace(
         config=["x=c.yaml"], students=["iqa_effnet_lite0"], methods=list(bench.METHODS), seeds=[0, 1, 2]
     )
-    args.runs, args.quick = "runs/v", False
+    args.runs, args.quick, args.include = "runs/v", False, []
     assert bench.command_line(args, Path("o.json")) == (
         "python benchmarks/distill_clive.py --config x=c.yaml --students iqa_effnet_lite0 --runs runs/v --out o.json"
     )
     args.students, args.seeds = list(bench.STUDENTS), [1]
     assert "--students" not in bench.command_line(args, Path("o.json"))
     assert " --seeds 1 " in bench.command_line(args, Path("o.json"))
+    args.include = ["a.json", "b.json"]
+    assert " --include a.json b.json --runs " in bench.command_line(args, Path("o.json"))
+
+
+def test_distill_ablation_includes_runs_of_other_grids(tmp_path):
+    from types import SimpleNamespace
+
+    bench = _bench("distill_clive")
+    teacher = {"model": "t", "fingerprint": "aaaa"}
+    rows = [
+        {"student": s, "method": m, "seed": seed, "srcc": 0.1 * seed}
+        for s in ("a", "b")
+        for m in ("none", "hints")
+        for seed in (0, 1)
+    ]
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"teacher": teacher, "runs": rows}))
+    args = SimpleNamespace(students=["a"], methods=["hints"], seeds=[0, 1, 2])
+    runs = {("a", "hints", 0): {**rows[2]}}  # already in the table, the same result
+    bench.include_runs(runs, other, teacher, args)
+    assert sorted(runs) == [("a", "hints", 0), ("a", "hints", 1)]  # only the selection
+    assert runs[("a", "hints", 1)]["included_from"] == str(other)
+    runs[("a", "hints", 1)]["srcc"] = 0.5
+    with pytest.raises(SystemExit, match=r"\('a', 'hints', 1\) is also in the table, with another result"):
+        bench.include_runs(runs, other, teacher, args)
+    with pytest.raises(SystemExit, match="distilled from another teacher"):
+        bench.include_runs({}, other, {**teacher, "fingerprint": "bbbb"}, args)
 
 
 def test_bundle_card_describes_the_initialisation(tmp_path):
