@@ -11,7 +11,7 @@ skipped, so an interrupted ablation resumes.
     python benchmarks/distill_clive.py --quick              # a few steps per stage, one seed: a check
     python benchmarks/distill_clive.py --config configs/distill_clive.yaml \\
         iqa_effnet_lite0=configs/distill_clive_lite0_ml.yaml  # FILE for every student, STUDENT=FILE for one
-    python benchmarks/distill_clive.py --include a.json b.json  # one table from grids run elsewhere
+    python benchmarks/distill_clive.py --include a.json b.json --collect-only  # one table from grids run elsewhere
 """
 
 from __future__ import annotations
@@ -211,6 +211,11 @@ def main() -> None:
         metavar="RESULT_JSON",
         help="take the finished runs of the selected students/methods/seeds from these result files (same teacher)",
     )
+    ap.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="train nothing: write the table from the runs in --out and --include, listing the missing ones",
+    )
     ap.add_argument("--quick", action="store_true", help="3 steps per stage: checks the pipeline, not the methods")
     args = ap.parse_args()
     args.configs = parse_configs(args.config)
@@ -233,8 +238,12 @@ def main() -> None:
         "eval_mode": reported["eval_mode"],
         "fingerprint": teacher_fingerprint(teacher_model),
         "reported_in": args.teacher_json,
-        **cost(teacher_model, 500, args.threads),
     }
+    measured = [json.loads(Path(p).read_text())["teacher"] for p in args.include] if args.collect_only else []
+    if measured and measured[0].get("fingerprint") == teacher["fingerprint"]:  # a merge re-times nothing
+        teacher.update({k: measured[0][k] for k in ("params", "macs", "latency_ms_p50")})
+    else:
+        teacher.update(cost(teacher_model, 500, args.threads))
     del teacher_model
     check_same_teacher(teacher, out, previous, Path(args.runs))
     for path in args.include:
@@ -244,7 +253,7 @@ def main() -> None:
         for seed in args.seeds:  # seed-major: an interrupted grid still has every method for the first seeds
             for method in args.methods:
                 key = (student, method, seed)
-                if key in runs:
+                if key in runs or args.collect_only:
                     continue
                 cfg = run_config(args, student, method, seed)
                 summary = distill(cfg, progress=False)
@@ -266,6 +275,8 @@ def main() -> None:
                 write(args, out, teacher, list(runs.values()), previous, t0)
     result = write(args, out, teacher, list(runs.values()), previous, t0)
     print(markdown(result))
+    if result["missing"]:
+        print(f"missing ({len(result['missing'])} runs): {' '.join(result['missing'])}")
 
 
 def check_shared_setup(configs: list[DistillRunConfig]) -> DistillRunConfig:
@@ -327,7 +338,15 @@ def command_line(args, out: Path) -> str:
         if list(value) != default:
             parts += [flag, *map(str, value)]
     parts += ["--include", *args.include] if args.include else []
-    return " ".join(parts + ["--runs", args.runs, "--out", str(out)] + ["--quick"] * args.quick)
+    parts += ["--runs", args.runs, "--out", str(out)]
+    return " ".join(parts + ["--collect-only"] * args.collect_only + ["--quick"] * args.quick)
+
+
+def missing_runs(args, runs: list[dict]) -> list[str]:
+    """The selected student/method/seed cells that have no run yet, as ``student/method/seedN``."""
+    done = {(r["student"], r["method"], r["seed"]) for r in runs}
+    cells = [(st, m, seed) for st in args.students for seed in args.seeds for m in args.methods]
+    return [f"{st}/{m}/seed{seed}" for st, m, seed in cells if (st, m, seed) not in done]
 
 
 def write(args, out: Path, teacher: dict, runs: list[dict], previous: dict, t0: float) -> dict:
@@ -339,6 +358,7 @@ def write(args, out: Path, teacher: dict, runs: list[dict], previous: dict, t0: 
         "configs": sorted({(r["student"], r["config"]) for r in runs}),
         "command": command_line(args, out),
         "wall_seconds": round(previous.get("wall_seconds", 0.0) + time.time() - t0, 1),
+        "missing": missing_runs(args, runs),
     }
     if args.include:  # their runs' wall time is counted in their own files
         result["included"] = {p: json.loads(Path(p).read_text()).get("wall_seconds") for p in args.include}

@@ -143,15 +143,17 @@ def test_distill_ablation_records_its_selection():
     args = SimpleNamespace(
         config=["x=c.yaml"], students=["iqa_effnet_lite0"], methods=list(bench.METHODS), seeds=[0, 1, 2]
     )
-    args.runs, args.quick, args.include = "runs/v", False, []
+    args.runs, args.quick, args.include, args.collect_only = "runs/v", False, [], False
     assert bench.command_line(args, Path("o.json")) == (
         "python benchmarks/distill_clive.py --config x=c.yaml --students iqa_effnet_lite0 --runs runs/v --out o.json"
     )
     args.students, args.seeds = list(bench.STUDENTS), [1]
     assert "--students" not in bench.command_line(args, Path("o.json"))
     assert " --seeds 1 " in bench.command_line(args, Path("o.json"))
-    args.include = ["a.json", "b.json"]
-    assert " --include a.json b.json --runs " in bench.command_line(args, Path("o.json"))
+    args.include, args.collect_only = ["a.json", "b.json"], True
+    assert bench.command_line(args, Path("o.json")).endswith(
+        " --include a.json b.json --runs runs/v --out o.json --collect-only"
+    )
 
 
 def test_distill_ablation_includes_runs_of_other_grids(tmp_path):
@@ -177,6 +179,13 @@ def test_distill_ablation_includes_runs_of_other_grids(tmp_path):
         bench.include_runs(runs, other, teacher, args)
     with pytest.raises(SystemExit, match="distilled from another teacher"):
         bench.include_runs({}, other, {**teacher, "fingerprint": "bbbb"}, args)
+    args.students = ["a", "c"]
+    assert bench.missing_runs(args, list(runs.values())) == [
+        "a/hints/seed2",
+        "c/hints/seed0",
+        "c/hints/seed1",
+        "c/hints/seed2",
+    ]
 
 
 def test_bundle_card_describes_the_initialisation(tmp_path):
