@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,15 @@ torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same global RNG state, whatever ran before it: timed tests call their
+    models a varying number of times, which would otherwise change the next test's random models."""
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)  # legacy global state, for libraries that still draw from it
 
 
 def shared_path(*parts: str) -> Path:
