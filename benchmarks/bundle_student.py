@@ -23,7 +23,7 @@ CARD = """# {name} — {title}
 - Architecture: {arch} (timm) + MLP quality head; {params:.2f} M parameters, {gmacs:.2f} GMACs at 500×500.
 - Method: {how} (`{config}`, method `{method}`, seed {seed}); chosen as the method
   of the ablation with the best mean validation SRCC
-  over {n_seeds}, then the seed with the best validation SRCC (validation: the 105 images carved
+  over {n_seeds}, then its seed with the best validation SRCC (validation: the 105 images carved
   from CLIVE `train`). Never trained or tuned on CLIVE `test`.
 - Data: {data}
 - Initialisation: {init}
@@ -71,16 +71,26 @@ def describe_init(distill_config: dict | None, config_file: str | None = None) -
     )
 
 
-def choose(result: dict, student: str) -> tuple[dict, dict]:
-    """(summary row of the chosen method, the chosen run) by validation SRCC."""
+def choose(result: dict, student: str) -> tuple[dict, dict, list[int]]:
+    """(summary row of the chosen method, the chosen run, the seeds compared) by validation SRCC.
+
+    Methods are compared by their mean validation SRCC over the seeds that every method has run (in an
+    unfinished grid, a mean over one seed is not weighed against a mean over three); the run is then the
+    chosen method's seed with the best validation SRCC.
+    """
     runs = [r for r in result["runs"] if r["student"] == student]
     if not runs:
         raise SystemExit(f"no runs of {student} in the ablation results")
     methods = sorted({r["method"] for r in runs})
-    best_method = max(methods, key=lambda m: np.mean([r["val_srcc"] for r in runs if r["method"] == m]))
+    common = set.intersection(*({r["seed"] for r in runs if r["method"] == m} for m in methods))
+    if not common:
+        raise SystemExit(f"{student}: no seed has been run with every method, so the methods cannot be compared")
+    best_method = max(
+        methods, key=lambda m: np.mean([r["val_srcc"] for r in runs if r["method"] == m and r["seed"] in common])
+    )
     run = max((r for r in runs if r["method"] == best_method), key=lambda r: r["val_srcc"])
     summary = next(s for s in result["summary"] if s["student"] == student and s["method"] == best_method)
-    return summary, run
+    return summary, run, sorted(common)
 
 
 def main() -> None:
@@ -94,7 +104,7 @@ def main() -> None:
     ap.add_argument("--title", default="kdiqa's default model", help="the model card's heading after the name")
     args = ap.parse_args()
     result = json.loads(Path(args.results).read_text())
-    summary, run = choose(result, args.student)
+    summary, run, compared = choose(result, args.student)
     folder = Path(args.runs) / args.student / run["method"] / f"seed{run['seed']}" / "best"
     model = load_model(folder)
     model.cfg.eval_mode, model.cfg.eval_max_short = "full", args.max_short
@@ -128,7 +138,7 @@ def main() -> None:
             data=DATA[kind],
             init=describe_init(extra["distill_config"], run.get("config")),
             seed=run["seed"],
-            n_seeds=f"{summary['seeds']} seed" + ("s" if summary["seeds"] > 1 else ""),
+            n_seeds=f"seed{'s' * (len(compared) > 1)} {', '.join(map(str, compared))} (those every method has run)",
             command=result.get("command", "python benchmarks/distill_clive.py"),
             run=folder,
             srcc=run["srcc"],

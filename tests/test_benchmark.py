@@ -188,6 +188,30 @@ def test_distill_ablation_includes_runs_of_other_grids(tmp_path):
     ]
 
 
+def test_bundle_choice_compares_methods_on_the_seeds_they_share():
+    bench = _bench("bundle_student")
+    val = {("none", 0): 0.80, ("none", 1): 0.70, ("none", 2): 0.72, ("hints", 0): 0.82, ("hints", 1): 0.70}
+    val |= {("hints", 2): 0.85, ("review", 0): 0.81}
+    runs = [{"student": "s", "method": m, "seed": k, "val_srcc": v} for (m, k), v in val.items()]
+    summary = [{"student": "s", "method": m, "seeds": 1} for m in ("none", "hints", "review")]
+    result = {"runs": runs, "summary": summary}
+    # over all their seeds review's one run (0.81) would beat hints' mean (0.79); on seed 0, which every
+    # method has run, hints wins (0.82); then hints' best seed is taken (2)
+    chosen, run, compared = bench.choose(result, "s")
+    assert (chosen["method"], run["seed"], compared) == ("hints", 2, [0])
+    result["runs"] = [r for r in runs if r["method"] != "hints"]
+    chosen, run, compared = bench.choose(result, "s")
+    assert (chosen["method"], run["seed"], compared) == ("review", 0, [0])
+    result["runs"] = [r for r in runs if r["method"] != "review"]
+    chosen, run, compared = bench.choose(result, "s")
+    assert (chosen["method"], run["seed"], compared) == ("hints", 2, [0, 1, 2])  # means 0.79 vs 0.74
+    with pytest.raises(SystemExit, match="no runs of t"):
+        bench.choose(result, "t")
+    result["runs"] = [r for r in runs if (r["method"], r["seed"]) in {("none", 1), ("hints", 0)}]
+    with pytest.raises(SystemExit, match="no seed has been run with every method"):
+        bench.choose(result, "s")
+
+
 def test_bundle_card_describes_the_initialisation(tmp_path):
     bench = _bench("bundle_student")
     assert bench.describe_init({"student_pretrained": "none"}) == "random (no pre-training)."
