@@ -42,7 +42,7 @@ README_CONFIGS = {
     "iqa_effnet_lite0_s4": "configs/distill_clive_lite0_s4.yaml",
     "iqa_effnet_lite0": "configs/distill_clive_lite0_long.yaml",
 }
-STUDENTS = ("iqa_mobilenetv3_small_050", "iqa_effnet_lite0_s4", "iqa_effnet_lite0")
+STUDENTS = tuple(README_CONFIGS)
 
 
 def parse_configs(items: list[str]) -> dict[str | None, str]:
@@ -239,15 +239,17 @@ def main() -> None:
         "fingerprint": teacher_fingerprint(teacher_model),
         "reported_in": args.teacher_json,
     }
-    measured = [json.loads(Path(p).read_text())["teacher"] for p in args.include] if args.collect_only else []
+    included = {path: json.loads(Path(path).read_text()) for path in args.include}
+    args.included_wall = {path: other.get("wall_seconds") for path, other in included.items()}
+    measured = [other["teacher"] for other in included.values()] if args.collect_only else []
     if measured and measured[0].get("fingerprint") == teacher["fingerprint"]:  # a merge re-times nothing
         teacher.update({k: measured[0][k] for k in ("params", "macs", "latency_ms_p50")})
     else:
         teacher.update(cost(teacher_model, 500, args.threads))
     del teacher_model
     check_same_teacher(teacher, out, previous, Path(args.runs))
-    for path in args.include:
-        include_runs(runs, Path(path), teacher, args)
+    for path, other in included.items():
+        include_runs(runs, path, other, teacher, args)
 
     for student in args.students:
         for seed in args.seeds:  # seed-major: an interrupted grid still has every method for the first seeds
@@ -309,13 +311,12 @@ def check_same_teacher(teacher: dict, out: Path, previous: dict, runs_dir: Path)
     marker.write_text(json.dumps({k: teacher[k] for k in ("model", "fingerprint", "srcc", "plcc")}, indent=2))
 
 
-def include_runs(runs: dict, path: Path, teacher: dict, args) -> None:
-    """Adds to ``runs`` the finished runs that ``path`` (another result file) holds for this selection.
+def include_runs(runs: dict, path: str, other: dict, teacher: dict, args) -> None:
+    """Adds to ``runs`` the finished runs that ``other`` (the result file ``path``) holds for this selection.
 
     Grids split across folders, sessions or machines become one table this way. The file must come
     from the same teacher, and a run already in ``runs`` must agree with it.
     """
-    other = json.loads(path.read_text())
     if other.get("teacher", {}).get("fingerprint") != teacher["fingerprint"]:
         raise SystemExit(f"--include {path}: its runs were distilled from another teacher; one table needs one")
     for row in other.get("runs", []):
@@ -361,7 +362,7 @@ def write(args, out: Path, teacher: dict, runs: list[dict], previous: dict, t0: 
         "missing": missing_runs(args, runs),
     }
     if args.include:  # their runs' wall time is counted in their own files
-        result["included"] = {p: json.loads(Path(p).read_text()).get("wall_seconds") for p in args.include}
+        result["included"] = args.included_wall
     result["summary"] = summarise(result["runs"], teacher)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
