@@ -264,3 +264,41 @@ def test_int8_settings_table_resumes_and_refuses_test(tmp_path, rated_folder, mo
     monkeypatch.setattr(sys, "argv", [*argv, "--split", "test"])
     with pytest.raises(SystemExit, match="--split test"):
         bench.main()
+
+
+def test_student_teacher_gap_reproduces_the_recorded_validation(tmp_path, rated_folder, tiny_teacher_and_photos):
+    """The gap benchmark re-derives each run's validation split and views: its val SRCC is the run's recorded best."""
+    gap = _bench("student_teacher_gap")
+    teacher, photos = tiny_teacher_and_photos
+    for method in ("none", "response"):
+        cfg = tmp_path / f"{method}.yaml"
+        cfg.write_text(f"""
+method: {method}
+student: iqa_test_tiny
+teacher: {teacher}
+pool: {{sources: [{{path: {photos}}}], per_image: 1}}
+labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 48, batch_size: 4, workers: 0, val_fraction: 0.25}}
+cache: {{enabled: true, dir: {tmp_path / "cache"}, pool_crop: 40, pool_views: 2, labelled_crop: 48,
+         labelled_views: 1, stages: [2, 3], workers: 0}}
+stages:
+  - {{stage: soft, data: pool, epochs: 2, steps_per_epoch: 2}}
+  - {{stage: task, data: labelled, epochs: 1, steps_per_epoch: 1}}
+eval: {{mode: center, crop: 48}}
+out_dir: {tmp_path / "runs" / "iqa_test_tiny" / method / "seed0"}
+threads: 1
+""")
+        assert main(["distill", "--config", str(cfg), "--quiet"]) == 0
+    out = tmp_path / "gap.json"
+    assert gap.main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--max-crops", "10", "--threads", "1"]) == 0
+    result = json.loads(out.read_text())
+    rows = {r["method"]: r for r in result["runs"]}
+    assert set(rows) == {"none", "response"}
+    for r in rows.values():
+        assert r["val_srcc"] == pytest.approx(r["val_srcc_recorded"], abs=1e-9)
+        assert r["n_val"] == 4 and r["pool_crops"] == 10  # 4 photos × (1 distorted + clean) × 2 crops = 16 → 10
+        assert -1 <= r["srcc_teacher_pool"] <= 1 and -1 <= r["srcc_teacher_val"] <= 1
+    assert rows["none"]["pool_cache"] == rows["response"]["pool_cache"]  # the control is measured on the same crops
+    assert [s["method"] for s in result["summary"]] == ["none", "response"]
+    assert "| iqa_test_tiny | response | 1 |" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit, match="no finished runs"):
+        gap.main(["--runs", str(tmp_path / "nothing"), "--out", str(out)])

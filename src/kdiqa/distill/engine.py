@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -112,6 +113,14 @@ def _pool_items(cfg: DistillRunConfig, val_ds) -> list[PoolItem]:
     return [it for it in build_items(cfg.pool) if it.split == "train" and os.path.realpath(it.path) not in held_out]
 
 
+def pool_cache(cfg: DistillRunConfig, teacher, val_ds, progress: bool = True) -> Path:
+    """The teacher cache of the run's pool crops (built if it does not exist yet); ``val_ds`` is left out."""
+    c = cfg.cache
+    items = _pool_items(cfg, val_ds)
+    unrated = [CacheSource(f"{it.path}|{it.dist_type}|{it.dist_level}|{it.dist_seed}", it.render) for it in items]
+    return build_cache(teacher, unrated, c.pool_crop, c.pool_views, c.stages, c.dir, c.batch_size, c.workers, progress)
+
+
 def _cached_data(cfg: DistillRunConfig, teacher, train_ds, val_ds, needs_pool: bool, progress: bool) -> dict:
     """Teacher caches for the pool and the labelled train images (built once, then reused)."""
     c = cfg.cache
@@ -128,14 +137,7 @@ def _cached_data(cfg: DistillRunConfig, teacher, train_ds, val_ds, needs_pool: b
         )
     }
     if needs_pool:
-        items = _pool_items(cfg, val_ds)
-        unrated = [CacheSource(f"{it.path}|{it.dist_type}|{it.dist_level}|{it.dist_seed}", it.render) for it in items]
-        out["pool_cached"] = CachedCrops(
-            build_cache(
-                teacher, unrated, c.pool_crop, c.pool_views, c.stages, c.dir, c.batch_size, c.workers, progress
-            ),
-            flip=c.flip,
-        )
+        out["pool_cached"] = CachedCrops(pool_cache(cfg, teacher, val_ds, progress), flip=c.flip)
         out["both_cached"] = ConcatDataset([out["labelled_cached"], out["pool_cached"]])
     return out
 
