@@ -140,8 +140,14 @@ def markdown(result: dict) -> str:
             f"| {s['student']} | {s['method']} | {len(s['seeds'])} | {s['srcc_teacher_pool']:.3f} "
             f"| {s['srcc_teacher_val']:.3f} | {gap:+.3f} | {s['val_srcc']:.3f} |"
         )
-    teacher = sorted({round(r["teacher_val_srcc"], 4) for r in result["runs"]})
-    lines.append(f"\nThe teacher's own val SRCC: {', '.join(f'{v:.3f}' for v in teacher)}. Command: `{result['command']}`")
+    teacher = ", ".join(f"{v:.3f}" for v in sorted({round(r["teacher_val_srcc"], 4) for r in result["runs"]}))
+    lines += [
+        "",
+        f"The teacher's own val SRCC: {teacher} (a teacher trained on all of CLIVE `train` has seen these images; "
+        "the students have not).",
+        "",
+        f"Command: `{result['command']}`",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -160,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     t0, teachers, pools, rows = time.time(), {}, {}, []
     for i, run in enumerate(runs, 1):
         rows.append(measure(run, teachers, pools, args.max_crops))
-        r = rows[-1]
-        print(f"[{i}/{len(runs)}] {run}: pool {r['srcc_teacher_pool']:.3f}, val {r['srcc_teacher_val']:.3f}", flush=True)
+        pool, val = rows[-1]["srcc_teacher_pool"], rows[-1]["srcc_teacher_val"]
+        print(f"[{i}/{len(runs)}] {run}: with the teacher, pool {pool:.3f}, val {val:.3f}", flush=True)
     result = {
         "command": "python benchmarks/student_teacher_gap.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "max_crops": args.max_crops,
