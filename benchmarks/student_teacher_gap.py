@@ -146,9 +146,25 @@ def markdown(result: dict) -> str:
         f"The teacher's own val SRCC: {teacher} (a teacher trained on all of CLIVE `train` has seen these images; "
         "the students have not).",
         "",
-        f"Command: `{result['command']}`",
+        "Commands: " + "; ".join(f"`{c}`" for c in result["commands"]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def load_previous(out: Path, max_crops: int) -> dict:
+    """The results already in ``out`` (measured with the same ``max_crops``), or an empty result."""
+    if not out.is_file():
+        return {"commands": [], "max_crops": max_crops, "wall_seconds": 0.0, "summary": [], "runs": []}
+    previous = json.loads(out.read_text())
+    if previous.get("max_crops") != max_crops:
+        raise SystemExit(f"{out} was measured with --max-crops {previous.get('max_crops')}: use that, or another --out")
+    return previous
+
+
+def write(out: Path, result: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    out.with_suffix(".md").write_text(markdown(result))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,22 +179,29 @@ def main(argv: list[str] | None = None) -> int:
     runs = find_runs(args.runs, args.students)
     if not runs:
         raise SystemExit(f"no finished runs (STUDENT/METHOD/seedN/summary.json) under {' '.join(args.runs)}")
-    t0, teachers, pools, rows = time.time(), {}, {}, []
-    for i, run in enumerate(runs, 1):
-        rows.append(measure(run, teachers, pools, args.max_crops))
-        pool, val = rows[-1]["srcc_teacher_pool"], rows[-1]["srcc_teacher_val"]
-        print(f"[{i}/{len(runs)}] {run}: with the teacher, pool {pool:.3f}, val {val:.3f}", flush=True)
-    result = {
-        "command": "python benchmarks/student_teacher_gap.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "max_crops": args.max_crops,
-        "wall_seconds": round(time.time() - t0, 1),
-        "summary": summarise(rows),
-        "runs": rows,
-    }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(markdown(result))
+    result = load_previous(out, args.max_crops)
+    result["commands"].append(
+        "python benchmarks/student_teacher_gap.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    )
+    done = {r["run"]: r for r in result["runs"]}
+    t0, teachers, pools = time.time() - result["wall_seconds"], {}, {}
+    for i, run in enumerate(runs, 1):
+        recorded = json.loads((run / "summary.json").read_text())["best"]["srcc"]
+        if str(run) in done and done[str(run)]["val_srcc_recorded"] == recorded:
+            print(f"[{i}/{len(runs)}] {run}: measured before (in {out})", flush=True)
+            continue
+        row = measure(run, teachers, pools, args.max_crops)
+        done[str(run)] = row
+        print(
+            f"[{i}/{len(runs)}] {run}: with the teacher, pool {row['srcc_teacher_pool']:.3f}, "
+            f"val {row['srcc_teacher_val']:.3f}",
+            flush=True,
+        )
+        rows = sorted(done.values(), key=lambda r: (r["student"], METHODS.index(r["method"]), r["seed"], r["run"]))
+        result.update(wall_seconds=round(time.time() - t0, 1), summary=summarise(rows), runs=rows)
+        write(out, result)  # after every run: a killed job loses nothing, and a re-run skips what is done
+    write(out, result)
     print(markdown(result))
     return 0
 

@@ -266,7 +266,9 @@ def test_int8_settings_table_resumes_and_refuses_test(tmp_path, rated_folder, mo
         bench.main()
 
 
-def test_student_teacher_gap_reproduces_the_recorded_validation(tmp_path, rated_folder, tiny_teacher_and_photos):
+def test_student_teacher_gap_reproduces_the_recorded_validation(
+    tmp_path, rated_folder, tiny_teacher_and_photos, capsys
+):
     """The gap benchmark re-derives each run's validation split and views: its val SRCC is the run's recorded best."""
     gap = _bench("student_teacher_gap")
     teacher, photos = tiny_teacher_and_photos
@@ -300,5 +302,12 @@ threads: 1
     assert rows["none"]["pool_cache"] == rows["response"]["pool_cache"]  # the control is measured on the same crops
     assert [s["method"] for s in result["summary"]] == ["none", "response"]
     assert "| iqa_test_tiny | response | 1 |" in out.with_suffix(".md").read_text()
+    # A re-run skips the runs already measured and keeps their figures; another crop budget is refused.
+    assert gap.main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--max-crops", "10", "--threads", "1"]) == 0
+    assert capsys.readouterr().out.count("measured before") == 2
+    again = json.loads(out.read_text())
+    assert again["runs"] == result["runs"] and len(again["commands"]) == 2
+    with pytest.raises(SystemExit, match="measured with --max-crops 10"):
+        gap.main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--max-crops", "20"])
     with pytest.raises(SystemExit, match="no finished runs"):
         gap.main(["--runs", str(tmp_path / "nothing"), "--out", str(out)])
