@@ -80,6 +80,8 @@ def measure(run: Path, teachers: dict, pools: dict, max_crops: int) -> dict:
     summary = json.loads((run / "summary.json").read_text())
     val_ds = val_split(cfg)
     paths = [r.path for r in val_ds.rows]
+    if len(paths) < 3:
+        raise SystemExit(f"{run}: {len(paths)} validation images (labelled.val_fraction {cfg.labelled.val_fraction})")
     if cfg.teacher not in teachers:
         teacher = load(cfg.teacher)
         teachers[cfg.teacher] = {"model": teacher, "fingerprint": teacher_fingerprint(teacher), "val": {}}
