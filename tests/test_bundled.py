@@ -48,7 +48,8 @@ def test_bundled_models_rank_clean_above_distorted(name):
         ("astronaut.jpg", "astronaut_jpeg.jpg"),
     ]
     scores = [(model.score(EXAMPLES / a, mode="full"), model.score(EXAMPLES / b, mode="full")) for a, b in pairs]
-    # The head is an unclamped regression: the cut-Lite0 student scores the sharp coffee photo 100.2 (measured).
+    # The head is an unclamped regression: the cut Lite0 bundled in session 9 scored the sharp coffee photo 100.2
+    # (measured; the current one 95.0, noise pair 65.3 vs 71.2).
     hi = 105 if name == CUT_LITE0 else 100
     assert all(0 <= s <= hi for pair in scores for s in pair), scores
     blur, _noise, jpeg = scores
