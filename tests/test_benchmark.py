@@ -270,6 +270,8 @@ def test_student_teacher_gap_reproduces_the_recorded_validation(
     tmp_path, rated_folder, tiny_teacher_and_photos, capsys
 ):
     """The gap benchmark re-derives each run's validation split and views: its val SRCC is the run's recorded best."""
+    from kdiqa.distill.cache import cache_meta
+
     gap = _bench("student_teacher_gap")
     teacher, photos = tiny_teacher_and_photos
     for method in ("none", "response"):
@@ -297,9 +299,11 @@ threads: 1
     assert set(rows) == {"none", "response"}
     for r in rows.values():
         assert r["val_srcc"] == pytest.approx(r["val_srcc_recorded"], abs=1e-9)
-        assert r["n_val"] == 4 and r["pool_crops"] == 10  # 4 photos × (1 distorted + clean) × 2 crops = 16 → 10
+        assert r["n_val"] == 4 and r["pool_crops"] == 10  # of the cache's 16 crops, --max-crops 10
         assert -1 <= r["srcc_teacher_pool"] <= 1 and -1 <= r["srcc_teacher_val"] <= 1
     assert rows["none"]["pool_cache"] == rows["response"]["pool_cache"]  # the control is measured on the same crops
+    # 4 photos × (1 distorted + 1 clean) items × 2 crops
+    assert cache_meta(tmp_path / "cache" / rows["none"]["pool_cache"])["items"] == 16
     assert [s["method"] for s in result["summary"]] == ["none", "response"]
     assert "| iqa_test_tiny | response | 1 |" in out.with_suffix(".md").read_text()
     # A re-run skips the runs already measured and keeps their figures; another crop budget is refused.
