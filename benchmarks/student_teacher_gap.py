@@ -82,6 +82,8 @@ def measure(run: Path, teachers: dict, pools: dict, max_crops: int) -> dict:
     paths = [r.path for r in val_ds.rows]
     if len(paths) < 3:
         raise SystemExit(f"{run}: {len(paths)} validation images (labelled.val_fraction {cfg.labelled.val_fraction})")
+    if not cfg.pool.sources:
+        raise SystemExit(f"{run}: its config has no pool, so there are no distillation crops to compare on")
     if cfg.teacher not in teachers:
         teacher = load(cfg.teacher)
         teachers[cfg.teacher] = {"model": teacher, "fingerprint": teacher_fingerprint(teacher), "val": {}}

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -315,3 +316,10 @@ threads: 1
         gap.main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--max-crops", "20"])
     with pytest.raises(SystemExit, match="no finished runs"):
         gap.main(["--runs", str(tmp_path / "nothing"), "--out", str(out)])
+    no_pool = tmp_path / "no_pool" / "iqa_test_tiny" / "response" / "seed0"
+    shutil.copytree(tmp_path / "runs" / "iqa_test_tiny" / "response" / "seed0", no_pool)
+    cfg = json.loads((no_pool / "distill_config.json").read_text())
+    cfg["pool"]["sources"] = []
+    (no_pool / "distill_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(SystemExit, match="has no pool"):
+        gap.main(["--runs", str(tmp_path / "no_pool"), "--out", str(tmp_path / "gap2.json"), "--max-crops", "10"])
