@@ -38,7 +38,8 @@ from kdiqa.distill.engine import DistillRunConfig, pool_cache
 from kdiqa.evaluation import eval_transform_for, predict_paths
 from kdiqa.metrics import srcc
 
-METHODS = ("none", "response", "hints", "review")
+METHODS = ("none", "response", "hints", "review")  # the table order of distill_clive.py
+MEANS = ("srcc_teacher_pool", "srcc_teacher_val", "val_srcc")  # averaged over seeds in the summary
 
 
 def find_runs(roots: list[str], students: list[str] | None = None) -> list[Path]:
@@ -126,8 +127,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             cell = [r for r in rows if r["student"] == student and r["method"] == method]
             if not cell:
                 continue
-            mean = {k: float(np.mean([r[k] for r in cell])) for k in ("srcc_teacher_pool", "srcc_teacher_val")}
-            mean["val_srcc"] = float(np.mean([r["val_srcc"] for r in cell]))
+            mean = {k: float(np.mean([r[k] for r in cell])) for k in MEANS}
             out.append({"student": student, "method": method, "seeds": sorted(r["seed"] for r in cell), **mean})
     return out
 
