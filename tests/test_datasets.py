@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import shared_path
@@ -166,6 +168,36 @@ def test_carve_val_and_subset():
     assert all(int(r.path[:-4]) >= 10 for r in ds.subset("val").rows)  # never taken from test
     with pytest.raises(ValueError, match="no split"):
         ds.subset("validation")
+
+
+def test_keep_labels_is_seeded_nested_and_reference_disjoint():
+    rows = [Row(f"{i}.png", float(i), split="test" if i < 8 else "train", ref=f"r{i // 2}") for i in range(48)]
+    ds = IQADataset("toy", rows, (0, 50)).carve_val(0.25, seed=0)  # 20 train refs: 5 to val, 15 left
+    half, quarter = ds.keep_labels(0.5, seed=3), ds.keep_labels(0.25, seed=3)
+    for part, n_refs in ((half, 8), (quarter, 4)):  # round(0.5 · 15) = 8, round(0.25 · 15) = 4
+        assert len({r.ref for r in part.subset("train").rows}) == n_refs
+        assert len(part.subset("train")) + len(part.subset("unlabelled")) == len(ds.subset("train")) == 30
+        assert part.subset("val").rows == ds.subset("val").rows and part.subset("test").rows == ds.subset("test").rows
+        assert not {r.ref for r in part.subset("train").rows} & {r.ref for r in part.subset("unlabelled").rows}
+    assert set(quarter.subset("train").rows) < set(half.subset("train").rows)  # nested
+    assert half.subset("train").rows == ds.keep_labels(0.5, seed=3).subset("train").rows  # repeatable
+    assert half.subset("train").rows != ds.keep_labels(0.5, seed=4).subset("train").rows
+    assert len(ds.keep_labels(0.001).subset("train")) == 2  # never no labels: one reference group remains
+    assert ds.keep_labels(1.0).rows == ds.rows
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="label fraction must be in"):
+            ds.keep_labels(bad)
+
+
+def test_labelled_splits_keep_validation_fixed_across_label_fractions(rated_folder):
+    from kdiqa.engine import DataSection, labelled_splits
+
+    data = DataSection(dataset=f"csv:{rated_folder / 'labels.csv'}", val_fraction=0.25)
+    _, full_train, full_val = labelled_splits(data)
+    ds, train, val = labelled_splits(replace(data, label_fraction=0.5))
+    assert (len(full_train), len(full_val)) == (14, 4) and val.rows == full_val.rows  # 18 train rows: 4 to val
+    assert len(train) == 7 and len(ds.subset("unlabelled")) == 7 and set(train.rows) < set(full_train.rows)
+    assert labelled_splits(replace(data, val_fraction=0.0))[2] is None
 
 
 def test_random_split_repeatable():

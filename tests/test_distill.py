@@ -233,6 +233,13 @@ threads: 1
     cfg.write_text(body.replace("BS", "4"))  # 14 labelled train crops: 3 batches per pass
     assert main(["distill", "--config", str(cfg), "--quiet"]) == 0
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["total_steps"] == 14
+    scarce = body.replace("BS", "4").replace("val_fraction: 0.25", "val_fraction: 0.25, label_fraction: 0.5")
+    cfg.write_text(scarce.replace(str(tmp_path / "run"), str(tmp_path / "scarce")))
+    assert main(["distill", "--config", str(cfg), "--quiet"]) == 0  # label-scarce: half the MOS, same steps
+    summary = json.loads((tmp_path / "scarce" / "summary.json").read_text())
+    assert (summary["train_images"], summary["val_images"], summary["total_steps"]) == (7, 4, 14)
+    counts = sorted(json.loads(p.read_text())["n_sources"] for p in (tmp_path / "cache").glob("cache_*.json"))
+    assert counts == [7, 14]  # the label-scarce run's teacher cache holds only the images it has MOS for
     cfg.write_text(body.replace("BS", "64").replace(str(tmp_path / "run"), str(tmp_path / "run2")))
     assert main(["distill", "--config", str(cfg), "--quiet"]) == 2
     assert "stage 0: 14 'labelled' items make no batch of 64" in capsys.readouterr().err

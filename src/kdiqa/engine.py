@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .checkpoint import load_model, load_train_state, save_model, save_train_state
-from .data.datasets import TorchIQADataset, get_dataset
+from .data.datasets import IQADataset, TorchIQADataset, get_dataset
 from .data.transforms import EvalTransform, TrainTransform
 from .evaluation import predict_paths
 from .losses import combined_loss
@@ -55,6 +55,8 @@ class DataSection:
     batch_size: int = 16
     workers: int = 1
     repeat: int = 1  # passes over the training set per epoch
+    label_fraction: float = 1.0  # < 1: train on the MOS of this share of train only (label-scarce runs)
+    label_seed: int = 0  # which train images keep their MOS (nested across fractions)
 
 
 @dataclass
@@ -169,15 +171,24 @@ def prepare_run(cfg, config_name: str) -> tuple[torch.device, Path]:
     return resolve_device(cfg.device), out
 
 
+def labelled_splits(data: DataSection) -> tuple[IQADataset, IQADataset, IQADataset | None]:
+    """The dataset, the rows trained on and the validation rows (``None`` when ``val_fraction`` is 0).
+
+    The validation split is carved out of train (never out of test) before ``label_fraction`` takes
+    its share of the rest, so validation is the same at every label fraction.
+    """
+    ds = get_dataset(data.dataset, data.root, split_index=data.split_index, seed=data.split_seed)
+    ds = ds.carve_val(data.val_fraction, seed=data.val_seed) if data.val_fraction > 0 else ds
+    ds = ds.keep_labels(data.label_fraction, seed=data.label_seed) if data.label_fraction < 1 else ds
+    return ds, ds.subset("train"), ds.subset("val") if data.val_fraction > 0 else None
+
+
 def fit(cfg: TrainConfig, progress: bool = True) -> dict:
     """Trains one model; returns a summary (best epoch, validation metrics, paths, wall time)."""
     t_start = time.time()
     device, out = prepare_run(cfg, "train_config.json")
 
-    # Data: the validation split is carved out of train (never out of test).
-    ds = get_dataset(cfg.data.dataset, cfg.data.root, split_index=cfg.data.split_index, seed=cfg.data.split_seed)
-    ds = ds.carve_val(cfg.data.val_fraction, seed=cfg.data.val_seed) if cfg.data.val_fraction > 0 else ds
-    train_ds, val_ds = ds.subset("train"), ds.subset("val") if cfg.data.val_fraction > 0 else None
+    ds, train_ds, val_ds = labelled_splits(cfg.data)
     train_set = TorchIQADataset(train_ds, TrainTransform(cfg.data.crop, cfg.data.resize), cfg.data.repeat)
     eval_tf = EvalTransform(cfg.eval.mode, cfg.eval.crop, cfg.eval.n_crops, cfg.data.resize)
 

@@ -96,6 +96,30 @@ class IQADataset:
         rows = [replace(r, split="val") if r.split == "train" and _group_key(r) in val_keys else r for r in self.rows]
         return replace(self, rows=rows)
 
+    def keep_labels(self, fraction: float, seed: int = 0) -> IQADataset:
+        """Keeps the scores of a seeded ``fraction`` of the ``train`` rows; the others move to split ``unlabelled``.
+
+        For label-scarce experiments: a student trains on the MOS of the rows kept, while the images
+        of the others can still enter an unlabelled pool. Reference-disjoint when rows carry a
+        ``ref``; nested: with one seed, a smaller fraction keeps a subset of a larger one's rows.
+        Call it after :meth:`carve_val`, so the validation split does not depend on ``fraction``.
+
+        Example:
+            >>> ds = IQADataset("toy", [Row(f"{i}.png", float(i)) for i in range(8)], (0, 10))
+            >>> [len(ds.keep_labels(0.25).subset(s)) for s in ("train", "unlabelled")]
+            [2, 6]
+        """
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+        train = [r for r in self.rows if r.split == "train"]
+        groups = sorted({_group_key(r) for r in train})
+        n_drop = len(groups) - max(1, round(fraction * len(groups)))  # at least one labelled group
+        dropped = set(_first_keys(groups, n_drop, seed))
+        rows = [
+            replace(r, split="unlabelled") if r.split == "train" and _group_key(r) in dropped else r for r in self.rows
+        ]
+        return replace(self, rows=rows)
+
     def mos_array(self) -> np.ndarray:
         return np.array([r.mos for r in self.rows], dtype=np.float64)
 
@@ -107,9 +131,12 @@ def _group_key(row: Row) -> str:
 def _split_keys(keys: Sequence[str], fraction: float, seed: int) -> list[str]:
     """A repeatable seeded choice of ``round(fraction · #groups)`` distinct keys."""
     groups = sorted(set(keys))
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(groups))
-    n = round(fraction * len(groups))
+    return _first_keys(groups, round(fraction * len(groups)), seed)
+
+
+def _first_keys(groups: Sequence[str], n: int, seed: int) -> list[str]:
+    """The first ``n`` of a seeded permutation of ``groups``: the same seed gives nested choices."""
+    order = np.random.default_rng(seed).permutation(len(groups))
     return [groups[i] for i in order[:n]]
 
 

@@ -23,11 +23,19 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from ..checkpoint import load_train_state, save_model, save_train_state
-from ..data.datasets import TorchIQADataset, get_dataset
+from ..data.datasets import TorchIQADataset
 from ..data.io import load_image
 from ..data.pools import PoolConfig, PoolItem, build_items
 from ..data.transforms import EvalTransform, TrainTransform
-from ..engine import DataSection, EvalSection, freeze_prefixes, lr_factor, prepare_run, train_except_frozen
+from ..engine import (
+    DataSection,
+    EvalSection,
+    freeze_prefixes,
+    labelled_splits,
+    lr_factor,
+    prepare_run,
+    train_except_frozen,
+)
 from ..evaluation import predict_paths
 from ..hub import load
 from ..metrics import srcc
@@ -152,9 +160,9 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
     device, out = prepare_run(cfg, "distill_config.json")
 
     lab = cfg.labelled
-    ds = get_dataset(lab.dataset, lab.root, split_index=lab.split_index, seed=lab.split_seed)
-    ds = ds.carve_val(lab.val_fraction, seed=lab.val_seed)
-    train_ds, val_ds = ds.subset("train"), ds.subset("val")
+    if lab.val_fraction <= 0:
+        raise ValueError("labelled.val_fraction must be > 0: distill keeps the checkpoint with the best val SRCC")
+    ds, train_ds, val_ds = labelled_splits(lab)
     tf = TrainTransform(lab.crop, lab.resize)
     needs_pool = any(s.data in ("pool", "both") for s in cfg.stages)
     pool = PoolCrops(_pool_items(cfg, val_ds), tf) if needs_pool else None
@@ -269,6 +277,8 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
         "stages": len(cfg.stages),
         "total_steps": step_global,
         "params": student.num_params(),
+        "train_images": len(train_ds),  # with their MOS (labelled.label_fraction of what val leaves)
+        "val_images": len(val_ds),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
