@@ -21,8 +21,8 @@ def plcc_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> to
 
     Example:
         >>> t = torch.tensor([0.1, 0.5, 0.9])
-        >>> float(plcc_loss(2 * t + 1, t))
-        0.0
+        >>> abs(float(plcc_loss(2 * t + 1, t))) < 1e-6  # a perfect linear relation costs nothing
+        True
     """
     if pred.numel() < 2:
         return pred.sum() * 0
