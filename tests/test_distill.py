@@ -240,6 +240,10 @@ threads: 1
     assert (summary["train_images"], summary["val_images"], summary["total_steps"]) == (7, 4, 14)
     counts = sorted(json.loads(p.read_text())["n_sources"] for p in (tmp_path / "cache").glob("cache_*.json"))
     assert counts == [7, 14]  # the label-scarce run's teacher cache holds only the images it has MOS for
+    cfg.write_text(body.replace("BS", "4").replace("val_fraction: 0.25", "val_fraction: 0.0"))
+    assert main(["distill", "--config", str(cfg), "--quiet"]) == 2  # no split to choose the checkpoint on
+    assert "labelled.val_fraction must be > 0" in capsys.readouterr().err
+    assert '"val_fraction": 0.25' in (tmp_path / "run" / "distill_config.json").read_text()  # the run is untouched
     cfg.write_text(body.replace("BS", "64").replace(str(tmp_path / "run"), str(tmp_path / "run2")))
     assert main(["distill", "--config", str(cfg), "--quiet"]) == 2
     assert "stage 0: 14 'labelled' items make no batch of 64" in capsys.readouterr().err

@@ -157,11 +157,11 @@ def _learnable_state(distiller) -> dict[str, torch.Tensor]:
 def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
     """Runs every stage of ``cfg``; returns a summary with the best validation SRCC."""
     t_start = time.time()
-    device, out = prepare_run(cfg, "distill_config.json")
-
     lab = cfg.labelled
     if lab.val_fraction <= 0:
         raise ValueError("labelled.val_fraction must be > 0: distill keeps the checkpoint with the best val SRCC")
+    device, out = prepare_run(cfg, "distill_config.json")
+
     ds, train_ds, val_ds = labelled_splits(lab)
     tf = TrainTransform(lab.crop, lab.resize)
     needs_pool = any(s.data in ("pool", "both") for s in cfg.stages)
