@@ -91,6 +91,11 @@ def test_train_resumes_from_last(rated_folder, tmp_path, capsys):
     assert "resumed from" in capsys.readouterr().out
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [0, 1]
+    # another recipe in the same folder is refused, naming what differs; the folder keeps its config
+    assert _train(rated_folder, out, "--set", "optim.epochs=2", "--set", "optim.lr=0.01", "--set", "threads=1") == 2
+    assert "differs in optim.lr)" in capsys.readouterr().err
+    assert json.loads((out / "train_config.json").read_text())["optim"]["lr"] != 0.01
+    assert _train(rated_folder, out, "--set", "optim.epochs=3", "--set", "optim.lr=0.01", "--set", "resume=false") == 0
 
 
 def test_train_with_weight_ema(rated_folder, tmp_path, capsys):

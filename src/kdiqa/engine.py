@@ -160,14 +160,59 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+# Settings that change how fast a run goes or where it lives, never what it learns, plus ``epochs`` (a finished
+# run may be resumed to train longer): a run may resume under other values of these.
+RUN_ONLY_KEYS = frozenset({"threads", "device", "workers", "resume", "out_dir", "epochs"})
+
+
+def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two recorded configs, ignoring :data:`RUN_ONLY_KEYS`.
+
+    A key in only one of them is a field added to (or dropped from) kdiqa between the two runs, not
+    a change of the run's recipe, and is not reported.
+
+    Example:
+        >>> config_changes({"optim": {"lr": 1e-3}, "threads": 1}, {"optim": {"lr": 3e-4}, "threads": 2, "new": 0})
+        ['optim.lr']
+        >>> config_changes({"stages": [{"lr": 1, "epochs": 2}]}, {"stages": [{"lr": 2, "epochs": 3}]})
+        ['stages.0.lr']
+    """
+    changes = []
+    for key in sorted(old.keys() & new.keys()):
+        if key in RUN_ONLY_KEYS:
+            continue
+        a, b = old[key], new[key]
+        if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):  # e.g. distill stages: item by item
+            a, b = dict(enumerate(a)), dict(enumerate(b))
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += config_changes(
+                {str(k): v for k, v in a.items()}, {str(k): v for k, v in b.items()}, f"{prefix}{key}."
+            )
+        elif a != b:
+            changes.append(prefix + key)
+    return changes
+
+
 def prepare_run(cfg, config_name: str) -> tuple[torch.device, Path]:
-    """Threads, seeds and device from a run config; creates ``cfg.out_dir`` and records the config."""
+    """Threads, seeds and device from a run config; creates ``cfg.out_dir`` and records the config.
+
+    A run folder that already holds a resumable run of another recipe is refused (resuming would mix
+    the two): the error names the keys that differ.
+    """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / config_name).write_text(json.dumps(asdict(cfg), indent=2))
+    recorded, config = out / config_name, json.loads(json.dumps(asdict(cfg)))  # as recorded: tuples become lists
+    if cfg.resume and recorded.is_file() and (out / "last" / "train_state.json").is_file():
+        changed = config_changes(json.loads(recorded.read_text()), config)
+        if changed:
+            raise ValueError(
+                f"{out} holds a run of another config (it differs in {', '.join(changed)}); resuming would mix "
+                "the two: choose another out_dir, or --set resume=false to start it again"
+            )
+    recorded.write_text(json.dumps(config, indent=2))
     return resolve_device(cfg.device), out
 
 
