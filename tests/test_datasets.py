@@ -198,6 +198,8 @@ def test_labelled_splits_keep_validation_fixed_across_label_fractions(rated_fold
     assert (len(full_train), len(full_val)) == (14, 4) and val.rows == full_val.rows  # 18 train rows: 4 to val
     assert len(train) == 7 and len(ds.subset("unlabelled")) == 7 and set(train.rows) < set(full_train.rows)
     assert labelled_splits(replace(data, val_fraction=0.0))[2] is None
+    with pytest.raises(ValueError, match="label fraction must be in"):
+        labelled_splits(replace(data, label_fraction=1.5))
 
 
 def test_random_split_repeatable():

@@ -224,7 +224,7 @@ def labelled_splits(data: DataSection) -> tuple[IQADataset, IQADataset, IQADatas
     """
     ds = get_dataset(data.dataset, data.root, split_index=data.split_index, seed=data.split_seed)
     ds = ds.carve_val(data.val_fraction, seed=data.val_seed) if data.val_fraction > 0 else ds
-    ds = ds.keep_labels(data.label_fraction, seed=data.label_seed) if data.label_fraction < 1 else ds
+    ds = ds.keep_labels(data.label_fraction, seed=data.label_seed) if data.label_fraction != 1 else ds  # checks it
     return ds, ds.subset("train"), ds.subset("val") if data.val_fraction > 0 else None
 
 
