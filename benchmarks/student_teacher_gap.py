@@ -31,10 +31,10 @@ from safetensors import safe_open
 from kdiqa import load
 from kdiqa.checkpoint import load_model
 from kdiqa.config import from_dict
-from kdiqa.data.datasets import get_dataset
 from kdiqa.data.transforms import EvalTransform
 from kdiqa.distill.cache import teacher_fingerprint
 from kdiqa.distill.engine import DistillRunConfig, pool_cache
+from kdiqa.engine import labelled_splits
 from kdiqa.evaluation import eval_transform_for, predict_paths
 from kdiqa.metrics import srcc
 
@@ -50,9 +50,7 @@ def find_runs(roots: list[str], students: list[str] | None = None) -> list[Path]
 
 def val_split(cfg: DistillRunConfig):
     """The labelled validation split the run selected its checkpoint on (carved as ``kdiqa distill`` does)."""
-    lab = cfg.labelled
-    ds = get_dataset(lab.dataset, lab.root, split_index=lab.split_index, seed=lab.split_seed)
-    return ds.carve_val(lab.val_fraction, seed=lab.val_seed).subset("val")
+    return labelled_splits(cfg.labelled)[2]
 
 
 def cached_crops(path: Path, max_crops: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -80,7 +78,7 @@ def measure(run: Path, teachers: dict, pools: dict, max_crops: int) -> dict:
     cfg = from_dict(DistillRunConfig, json.loads((run / "distill_config.json").read_text()))
     summary = json.loads((run / "summary.json").read_text())
     val_ds = val_split(cfg)
-    paths = [r.path for r in val_ds.rows]
+    paths = [r.path for r in val_ds.rows] if val_ds is not None else []
     if len(paths) < 3:
         raise SystemExit(f"{run}: {len(paths)} validation images (labelled.val_fraction {cfg.labelled.val_fraction})")
     if not cfg.pool.sources:
@@ -147,8 +145,8 @@ def markdown(result: dict) -> str:
     teacher = ", ".join(f"{v:.3f}" for v in sorted({round(r["teacher_val_srcc"], 4) for r in result["runs"]}))
     lines += [
         "",
-        f"The teacher's own val SRCC: {teacher} (a teacher trained on all of CLIVE `train` has seen these images; "
-        "the students have not).",
+        f"The teacher's own val SRCC: {teacher} (the bundled teacher, trained on all of CLIVE `train`, has seen "
+        "these images; a teacher trained with a validation split, and the students, have not).",
         "",
         "Commands: " + "; ".join(f"`{c}`" for c in result["commands"]),
     ]
