@@ -183,11 +183,9 @@ def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
             continue
         a, b = old[key], new[key]
         if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):  # e.g. distill stages: item by item
-            a, b = dict(enumerate(a)), dict(enumerate(b))
+            a, b = ({str(i): v for i, v in enumerate(x)} for x in (a, b))
         if isinstance(a, dict) and isinstance(b, dict):
-            changes += config_changes(
-                {str(k): v for k, v in a.items()}, {str(k): v for k, v in b.items()}, f"{prefix}{key}."
-            )
+            changes += config_changes(a, b, f"{prefix}{key}.")
         elif a != b:
             changes.append(prefix + key)
     return changes
@@ -224,7 +222,7 @@ def labelled_splits(data: DataSection) -> tuple[IQADataset, IQADataset, IQADatas
     """
     ds = get_dataset(data.dataset, data.root, split_index=data.split_index, seed=data.split_seed)
     ds = ds.carve_val(data.val_fraction, seed=data.val_seed) if data.val_fraction > 0 else ds
-    ds = ds.keep_labels(data.label_fraction, seed=data.label_seed) if data.label_fraction != 1 else ds  # checks it
+    ds = ds.keep_labels(data.label_fraction, seed=data.label_seed) if data.label_fraction != 1 else ds  # rejects > 1
     return ds, ds.subset("train"), ds.subset("val") if data.val_fraction > 0 else None
 
 
