@@ -10,6 +10,10 @@ is chosen — never anything measured on ``test`` — and only then evaluated on
         --command "kdiqa train --config configs/teacher_lite2_clive.yaml" \\
         --bundle src/kdiqa/weights/iqa_effnet_lite2.clive
 
+``--select-by mean`` ranks by (SRCC + PLCC) / 2 instead of SRCC. ``--val-only`` stops after the
+selection: it writes the validation table and the choice, and never opens ``test`` (to compare recipes
+before one of them is retrained and evaluated with ``--fixed``).
+
 A recipe fixed in advance (e.g. the chosen one retrained on all of ``train``, so without a
 validation split) is evaluated as it is, with ``--fixed``: one candidate, one mode, no selection.
 
@@ -46,6 +50,27 @@ def _evaluate(model, ds, mode: str, crop: int, n_boot: int) -> dict:
     return r
 
 
+def val_score(result: dict, select_by: str) -> float:
+    """The number candidates are ranked by: validation SRCC, or the mean of SRCC and PLCC.
+
+    Example:
+        >>> val_score({"srcc": 0.8, "plcc": 0.9}, "mean")
+        0.85
+    """
+    if select_by == "srcc":
+        return result["srcc"]
+    return round((result["srcc"] + result["plcc"]) / 2, 10)
+
+
+def choose(val_results: dict[str, dict], select_by: str) -> tuple[str, str]:
+    """The ``(checkpoint, mode)`` whose validation result ranks highest (keys are ``"checkpoint|mode"``)."""
+    if not val_results:
+        raise SystemExit("no validation results to choose from")
+    best = max(val_results, key=lambda k: val_score(val_results[k], select_by))
+    checkpoint, mode = best.rsplit("|", 1)
+    return checkpoint, mode
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="training run whose train_config.json defines the val split")
@@ -58,7 +83,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fixed", action="store_true", help="one candidate and mode fixed in advance: no selection")
     ap.add_argument("--previous", help="an earlier output JSON whose validation results join the selection")
+    ap.add_argument("--select-by", choices=("srcc", "mean"), default="srcc", help="rank by SRCC or (SRCC + PLCC) / 2")
+    ap.add_argument("--val-only", action="store_true", help="choose on validation, write that, never open test")
     args = ap.parse_args()
+    if args.fixed and args.val_only:
+        ap.error("--fixed has nothing to choose and --val-only nothing to test: give one of them")
     torch.set_num_threads(args.threads)
     run = Path(args.run)
     cfg = from_dict(TrainConfig, json.loads((run / "train_config.json").read_text()))
@@ -84,8 +113,18 @@ def main() -> None:
             val_results[f"{cand}|{mode}"] = {k: r[k] for k in ("srcc", "plcc", "n")}
             print(f"val  {cand:45s} {mode:7s} SRCC {r['srcc']:.4f} PLCC {r['plcc']:.4f} ({r['seconds']:.0f}s)")
     if not args.fixed:
-        chosen, mode = max(val_results, key=lambda k: val_results[k]["srcc"]).split("|")
-        chosen_on = "SRCC on the val split carved from CLIVE train (105 images); test was evaluated once"
+        chosen, mode = choose(val_results, args.select_by)
+        what = "SRCC" if args.select_by == "srcc" else "(SRCC + PLCC) / 2"
+        chosen_on = f"{what} on the val split carved from CLIVE train ({len(val)} images); test was evaluated once"
+    if args.val_only:
+        for r in val_results.values():
+            r["score"] = val_score(r, args.select_by)
+        payload = {"select_by": args.select_by, "chosen": chosen, "mode": mode, "val": val_results}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(payload, indent=2))
+        score = val_results[f"{chosen}|{mode}"]["score"]
+        print(f"chosen on validation: {chosen} ({mode}), score {score:.4f} → {args.out}")
+        return
     model = load_model(chosen)
     top = _evaluate(model, test, mode, crop, 1000)
     how = "fixed" if args.fixed else "chosen on val"

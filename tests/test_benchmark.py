@@ -323,3 +323,21 @@ threads: 1
     (no_pool / "distill_config.json").write_text(json.dumps(cfg))
     with pytest.raises(SystemExit, match="has no pool"):
         gap.main(["--runs", str(tmp_path / "no_pool"), "--out", str(tmp_path / "gap2.json"), "--max-crops", "10"])
+
+
+def test_teacher_selection_by_srcc_or_mean(monkeypatch):
+    bench = _bench("teacher_clive")
+    val = {
+        "runs/a/best|center": {"srcc": 0.850, "plcc": 0.864},
+        "runs/a/best|crops": {"srcc": 0.847, "plcc": 0.868},
+        "runs/b|x/best|full": {"srcc": 0.840, "plcc": 0.860},
+    }
+    assert bench.choose(val, "srcc") == ("runs/a/best", "center")
+    assert bench.choose(val, "mean") == ("runs/a/best", "crops")  # 0.8575 against 0.857
+    assert bench.choose({"runs/b|x/best|full": val["runs/b|x/best|full"]}, "mean") == ("runs/b|x/best", "full")
+    assert bench.val_score(val["runs/a/best|crops"], "mean") == pytest.approx(0.8575)
+    with pytest.raises(SystemExit, match="no validation results"):
+        bench.choose({}, "srcc")
+    monkeypatch.setattr("sys.argv", ["teacher_clive", "--run", "r", "--fixed", "--val-only"])
+    with pytest.raises(SystemExit):  # argparse error: nothing to choose and nothing to test
+        bench.main()
