@@ -71,6 +71,24 @@ def choose(val_results: dict[str, dict], select_by: str) -> tuple[str, str]:
     return checkpoint, mode
 
 
+def val_table(val_results: dict[str, dict], select_by: str) -> str:
+    """A markdown table of validation results, best score first.
+
+    Example:
+        >>> print(val_table({"runs/a/best|center": {"srcc": 0.8, "plcc": 0.9, "n": 105}}, "mean"))
+        | checkpoint | view | val SRCC | val PLCC | (SRCC + PLCC) / 2 | n |
+        |---|---|---|---|---|---|
+        | runs/a/best | center | 0.8000 | 0.9000 | 0.8500 | 105 |
+    """
+    rows = sorted(val_results.items(), key=lambda kv: -val_score(kv[1], select_by))
+    lines = ["| checkpoint | view | val SRCC | val PLCC | (SRCC + PLCC) / 2 | n |", "|---|---|---|---|---|---|"]
+    for key, r in rows:
+        checkpoint, mode = key.rsplit("|", 1)
+        mean = val_score(r, "mean")
+        lines.append(f"| {checkpoint} | {mode} | {r['srcc']:.4f} | {r['plcc']:.4f} | {mean:.4f} | {r['n']} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="training run whose train_config.json defines the val split")
@@ -122,6 +140,7 @@ def main() -> None:
         payload = {"select_by": args.select_by, "chosen": chosen, "mode": mode, "val": val_results}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(payload, indent=2))
+        Path(args.out).with_suffix(".md").write_text(val_table(val_results, args.select_by) + "\n")
         score = val_results[f"{chosen}|{mode}"]["score"]
         print(f"chosen on validation: {chosen} ({mode}), score {score:.4f} → {args.out}")
         return

@@ -336,6 +336,9 @@ def test_teacher_selection_by_srcc_or_mean(monkeypatch):
     assert bench.choose(val, "mean") == ("runs/a/best", "crops")  # 0.8575 against 0.857
     assert bench.choose({"runs/b|x/best|full": val["runs/b|x/best|full"]}, "mean") == ("runs/b|x/best", "full")
     assert bench.val_score(val["runs/a/best|crops"], "mean") == pytest.approx(0.8575)
+    table = bench.val_table({k: {**r, "n": 105} for k, r in val.items()}, "srcc").splitlines()
+    assert table[2] == "| runs/a/best | center | 0.8500 | 0.8640 | 0.8570 | 105 |"  # best SRCC first
+    assert table[-1].startswith("| runs/b|x/best | full | 0.8400 |")
     with pytest.raises(SystemExit, match="no validation results"):
         bench.choose({}, "srcc")
     monkeypatch.setattr("sys.argv", ["teacher_clive", "--run", "r", "--fixed", "--val-only"])
