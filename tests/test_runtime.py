@@ -22,6 +22,9 @@ from kdiqa.runtime import PreprocessConfig, make_views
         ((70, 50), "center", 32, 5, None),
         ((70, 50), "crops", 32, 5, None),
         ((70, 50), "crops", 32, 2, None),
+        ((70, 50), "crops", 32, 9, None),  # the 3 x 3 grid
+        ((61, 47), "crops", 24, 25, None),  # the 5 x 5 grid, offsets not divisible by 4
+        ((40, 30), "crops", 48, 7, None),  # more crops than distinct positions in a padded image
         ((40, 30), "crops", 48, 5, None),  # padded by reflection
         ((20, 12), "center", 48, 1, None),  # smaller than half the crop: edge replication
         ((300, 200), "crops", 64, 5, 100),  # downscaled first
@@ -40,6 +43,8 @@ def test_numpy_views_equal_torch_views(size, mode, crop, n_crops, max_short):
 def test_preprocess_config_validates(tmp_path):
     with pytest.raises(ValueError, match="mode"):
         PreprocessConfig("m", mode="tiles")
+    with pytest.raises(ValueError, match="n_crops must be a positive integer, got 0"):
+        PreprocessConfig("m", mode="crops", n_crops=0)
     (tmp_path / "preprocess.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"preprocess\.json"):
         PreprocessConfig.read(tmp_path)

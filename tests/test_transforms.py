@@ -44,6 +44,27 @@ def test_crops_are_corners_and_centre():
     assert views[4, 0, -1, -1] == pytest.approx(as_pil(t).getpixel((7, 5))[0] / 255)
 
 
+def test_any_number_of_crops_tiles_an_even_grid():
+    from kdiqa.data.views import crop_boxes
+
+    # 9 and 25 crops are exactly the 3 x 3 and 5 x 5 grids over the valid offsets (0..dy, 0..dx)
+    assert sorted(crop_boxes(40, 48, 32, 9)) == [(y, x) for y in (0, 4, 8) for x in (0, 8, 16)]
+    assert sorted(crop_boxes(100, 132, 20, 25)) == [(y, x) for y in (0, 20, 40, 60, 80) for x in (0, 28, 56, 84, 112)]
+    five = crop_boxes(40, 48, 32, 5)
+    assert all(crop_boxes(40, 48, 32, n)[:5] == five for n in (6, 9, 16, 30))  # more crops only add positions
+    for n in (1, 2, 6, 10, 17, 26, 50):
+        boxes = crop_boxes(70, 90, 32, n)
+        assert len(boxes) == n and all(0 <= y <= 38 and 0 <= x <= 58 for y, x in boxes)
+        assert len(set(boxes)) == n  # distinct while the image has room for them
+    assert len(crop_boxes(32, 32, 32, 7)) == 7  # one possible position: repeated, the count still holds
+    assert EvalTransform("crops", 32, 9)(Image.new("RGB", (50, 40))).shape == (18, 3, 32, 32)
+    for bad in (0, -3, 2.0, True):
+        with pytest.raises(ValueError, match="n_crops must be a positive integer"):
+            EvalTransform("crops", 32, bad)
+    with pytest.raises(ValueError, match="pad it first"):
+        crop_boxes(20, 40, 32, 5)
+
+
 def test_as_pil_rejects_bad_shapes():
     import numpy as np
 

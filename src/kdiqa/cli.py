@@ -248,7 +248,11 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="checkpoint folder, bundled name or 'default'")
     p.add_argument("--mode", choices=("full", "center", "crops"), help="test-time views (model default)")
     p.add_argument("--crop", type=int, help="crop size for center/crops (model default)")
-    p.add_argument("--n-crops", type=int, help="number of crops (1-5) for --mode crops; flips double it")
+    p.add_argument(
+        "--n-crops",
+        type=int,
+        help="crops for --mode crops: 5 = centre + corners, 9 = 3x3 grid, 25 = 5x5; flips double it",
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
     p.add_argument("--device", default="cpu")

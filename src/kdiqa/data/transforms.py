@@ -13,6 +13,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 from .io import as_rgb_image, resize_short
+from .views import check_n_crops, crop_boxes
 
 
 def as_pil(image) -> Image.Image:
@@ -61,10 +62,11 @@ class EvalTransform:
     """Test-time views of one image, stacked as (V, 3, H, W); predictions are averaged over V.
 
     Args:
-        mode: ``"full"`` (whole image), ``"center"`` (one centre crop) or ``"crops"`` (the 4 corner
-            crops + centre crop, and with ``flip`` their mirrors: up to 10 views).
+        mode: ``"full"`` (whole image), ``"center"`` (one centre crop) or ``"crops"`` (``n_crops``
+            crops, and with ``flip`` their mirrors: ``2 * n_crops`` views).
         crop: crop size for ``center``/``crops``.
-        n_crops: number of crops for ``crops`` (1–5: centre first, then corners).
+        n_crops: number of crops for ``crops``: centre, then the 4 corners, then an even grid
+            (:func:`kdiqa.data.views.crop_boxes`; 9 is the 3 × 3 grid, 25 the 5 × 5).
         resize: optional shorter-side resize applied first.
         max_short: downscale (never upscale) so the shorter side is at most this, e.g. to bring
             12-megapixel photos to the resolution a model was trained at.
@@ -89,8 +91,7 @@ class EvalTransform:
     ) -> None:
         if mode not in self.MODES:
             raise ValueError(f"eval mode must be one of {self.MODES}, got {mode!r}")
-        if not 1 <= n_crops <= 5:
-            raise ValueError(f"n_crops must be in 1..5, got {n_crops}")
+        check_n_crops(n_crops)
         self.mode, self.crop, self.n_crops, self.resize, self.flip = mode, crop, n_crops, resize, flip
         self.max_short = max_short
 
@@ -102,9 +103,8 @@ class EvalTransform:
         if self.mode == "full":
             return t[None]
         t = _pad_to(t, self.crop)
-        h, w, c = t.shape[-2], t.shape[-1], self.crop
-        boxes = [((h - c) // 2, (w - c) // 2), (0, 0), (0, w - c), (h - c, 0), (h - c, w - c)]
-        boxes = boxes[:1] if self.mode == "center" else boxes[: self.n_crops]
+        c = self.crop
+        boxes = crop_boxes(t.shape[-2], t.shape[-1], c, 1 if self.mode == "center" else self.n_crops)
         views = [t[:, y : y + c, x : x + c] for y, x in boxes]
         if self.mode == "crops" and self.flip:
             views += [v.flip(-1) for v in views]

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.io import as_rgb_image, resize_short
+from ..data.views import check_n_crops, crop_boxes
 
 PREPROCESS_NAME = "preprocess.json"
 FORMAT = "kdiqa-onnx"
@@ -50,8 +51,7 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"view mode must be one of {MODES}, got {self.mode!r}")
-        if not 1 <= self.n_crops <= 5:
-            raise ValueError(f"n_crops must be in 1..5, got {self.n_crops}")
+        check_n_crops(self.n_crops)
         self.score_range = tuple(self.score_range)
         self.mean, self.std = tuple(self.mean), tuple(self.std)
 
@@ -66,8 +66,9 @@ class PreprocessConfig:
             "resample": "Pillow bicubic",
             "padding": "crops larger than the image pad bottom/right by reflection (edge replication when "
             "the image is smaller than half the crop)",
-            "views": "center = one centre crop; crops = centre + 4 corners (first n_crops) + their mirrors "
-            "when flip; the score of an image is the mean over its views",
+            "views": "center = one centre crop; crops = n_crops crops (centre, the 4 corners, then the rest of "
+            "an even g x g grid, g = max(3, ceil(sqrt(n_crops)))) + their mirrors when flip; the score of an "
+            "image is the mean over its views",
             "output": "normalised score in [0, 1], higher = better; MOS = lo + z * (hi - lo) with "
             "(lo, hi) = score_range, z -> 1 - z first when not higher_better",
         }
@@ -140,9 +141,8 @@ def make_views(image, cfg: PreprocessConfig) -> np.ndarray:
     if cfg.mode == "full":
         return a[None]
     a = _pad_to(a, cfg.crop)
-    h, w, c = a.shape[-2], a.shape[-1], cfg.crop
-    boxes = [((h - c) // 2, (w - c) // 2), (0, 0), (0, w - c), (h - c, 0), (h - c, w - c)]
-    boxes = boxes[:1] if cfg.mode == "center" else boxes[: cfg.n_crops]
+    c = cfg.crop
+    boxes = crop_boxes(a.shape[-2], a.shape[-1], c, 1 if cfg.mode == "center" else cfg.n_crops)
     views = [a[:, y : y + c, x : x + c] for y, x in boxes]
     if cfg.mode == "crops" and cfg.flip:
         views += [v[:, :, ::-1] for v in views]
