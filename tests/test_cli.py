@@ -108,6 +108,8 @@ def test_evaluate_reproduces_the_training_split(rated_folder, tmp_path, capsys):
 
     assert main(["evaluate", "--model", "iqa_test_tiny", "--dataset", labels, "--split", "val", "--quiet"]) == 2
     assert "has no val split: carve one as training did, e.g. --val-fraction" in capsys.readouterr().err
+    assert main(["evaluate", "--model", "iqa_test_tiny", "--dataset", labels, "--val-fraction", "-0.1"]) == 2
+    assert "val_fraction must be in [0, 1)" in capsys.readouterr().err
 
     # No split column: the seeded 80/20 split is chosen by --split-index / --split-seed, as data.split_* in training.
     (rated_folder / "nosplit.csv").write_text(

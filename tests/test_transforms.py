@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -58,6 +59,7 @@ def test_any_number_of_crops_tiles_an_even_grid():
         assert len(set(boxes)) == n  # distinct while the image has room for them
     assert len(crop_boxes(32, 32, 32, 7)) == 7  # one possible position: repeated, the count still holds
     assert EvalTransform("crops", 32, 9)(Image.new("RGB", (50, 40))).shape == (18, 3, 32, 32)
+    assert len(crop_boxes(40, 48, 32, np.int64(7))) == 7  # e.g. read from an array
     for bad in (0, -3, 2.0, True):
         with pytest.raises(ValueError, match="n_crops must be a positive integer"):
             EvalTransform("crops", 32, bad)
@@ -66,8 +68,6 @@ def test_any_number_of_crops_tiles_an_even_grid():
 
 
 def test_as_pil_rejects_bad_shapes():
-    import numpy as np
-
     with pytest.raises(ValueError, match="CHW"):
         as_pil(torch.rand(2, 3, 8, 8))
     with pytest.raises(ValueError, match="HxW"):

@@ -7,11 +7,12 @@ their crop positions from :func:`crop_boxes`, so exported models see exactly the
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 
 def check_n_crops(n_crops: int) -> None:
     """Rejects a crop count below 1 (any positive count is allowed)."""
-    if isinstance(n_crops, bool) or not isinstance(n_crops, int) or n_crops < 1:
+    if isinstance(n_crops, bool) or not isinstance(n_crops, Integral) or n_crops < 1:
         raise ValueError(f"n_crops must be a positive integer, got {n_crops!r}")
 
 
