@@ -34,9 +34,8 @@ import torch
 
 from kdiqa.checkpoint import load_model, read_config, save_model
 from kdiqa.config import from_dict
-from kdiqa.data.datasets import get_dataset
 from kdiqa.data.transforms import EvalTransform
-from kdiqa.engine import TrainConfig
+from kdiqa.engine import TrainConfig, labelled_splits
 from kdiqa.evaluation import evaluate_model
 
 MODES = {"full": ("full", 1), "center": ("center", 1), "crops": ("crops", 5)}
@@ -112,8 +111,11 @@ def main() -> None:
     candidates = args.candidates or [str(run / "best")]
     crop = cfg.data.crop
 
-    ds = get_dataset("clive", args.root).carve_val(cfg.data.val_fraction, seed=cfg.data.val_seed)
-    val, test = (None if args.fixed else ds.subset("val")), ds.subset("test")
+    # The run's own splits, carved as training carved them (split index/seed, validation share).
+    ds, _, val = labelled_splits(dataclasses.replace(cfg.data, dataset="clive", root=args.root))
+    if val is None and not args.fixed:
+        raise SystemExit(f"{run} trained without a validation split: nothing to choose on (use --fixed)")
+    test = ds.subset("test")
     t0 = time.time()
     val_results: dict[str, dict] = {}
     if args.fixed:
