@@ -267,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kdiqa", description="No-reference image quality assessment with knowledge distillation."
     )
     parser.add_argument("--version", action="version", version=f"kdiqa {__version__}")
+    parser.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="folder of the datasets (DIR/clive, ...); `data:` paths in configs resolve against it "
+        "(default: $KDIQA_DATA)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="supervised IQA training from a YAML config")
@@ -380,6 +386,10 @@ TORCH_EXTRA = {"torch", "torchvision", "timm", "scipy", "safetensors", "yaml", "
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.data_root:
+        from .paths import set_data_root
+
+        set_data_root(args.data_root)
     try:
         return args.fn(args)
     except (KeyError, ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:

@@ -29,6 +29,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..paths import resolve
 from .datasets import read_csv
 from .distortions import apply_distortion, list_distortions
 from .io import is_image_file, load_image
@@ -36,7 +37,10 @@ from .io import is_image_file, load_image
 
 @dataclass
 class PoolSource:
-    """A folder (recursive) or a CSV with an ``image`` column (relative to the CSV's folder)."""
+    """A folder (recursive) or a CSV with an ``image`` column (relative to the CSV's folder).
+
+    ``path`` may start with ``data:`` (relative to the data root, see :mod:`kdiqa.paths`).
+    """
 
     path: str
     distort: bool = True  # add synthetic distortions to these images
@@ -77,7 +81,8 @@ class PoolItem:
 
 
 def source_images(src: PoolSource) -> list[str]:
-    p = Path(src.path)
+    """The source's images as absolute paths, sorted (a folder) or in the CSV's order."""
+    p = Path(resolve(src.path))
     if p.is_dir():
         found = sorted(str(f.resolve()) for f in p.rglob("*") if f.is_file() and is_image_file(f))
     elif p.suffix.lower() == ".csv":
