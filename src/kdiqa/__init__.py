@@ -19,8 +19,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": ".checkpoint",
     "save_model": ".checkpoint",
-    "IQADataset": ".data.datasets",
-    "Row": ".data.datasets",
+    "IQADataset": ".data.table",
+    "Row": ".data.table",
     "get_dataset": ".data.datasets",
     "ImageLoadError": ".data.io",
     "load_image": ".data.io",

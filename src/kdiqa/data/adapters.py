@@ -1,7 +1,7 @@
 """Adapters for the official file layouts of the common NR-IQA datasets.
 
 Each adapter takes the dataset's root folder (as its authors distribute it) and returns an
-:class:`~kdiqa.data.datasets.IQADataset` with absolute image paths. Official splits are used
+:class:`~kdiqa.data.table.IQADataset` with absolute image paths. Official splits are used
 where they exist (KonIQ-10k); otherwise a seeded, repeatable 80/20 split (``split_index``,
 ``seed``), content-disjoint by reference image for synthetic-distortion datasets.
 """
@@ -12,7 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import DATASETS, IQADataset, Row, random_split, read_csv
+from ..registry import Registry
+from .table import IQADataset, Row, random_split, read_csv
+
+DATASETS = Registry("dataset")  # adapter name → function(root, **options) -> IQADataset
 
 
 def _require(path: Path, what: str) -> Path:

@@ -2,8 +2,8 @@
 
 ``forward_train(batch, stage)`` returns the student's scores and a dict of named, weighted losses.
 The teacher is frozen: no gradients, always in eval mode (``train()`` never changes it).
-Learnable parameters are the student's plus the adapters'. Methods register by name, so a new
-method is one file plus one decorator.
+Learnable parameters are the student's plus the adapters'. Methods register by name in
+:mod:`kdiqa.distill.registry` and are listed in :mod:`kdiqa.distill.methods`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ from torch import nn
 
 from ..losses import LOSSES
 from ..models.iqa import IQAModel
-from ..registry import Registry
 from .losses import fidelity_loss
-
-DISTILLERS = Registry("distillation method")
+from .registry import DISTILLERS
 
 
 @dataclass
@@ -158,7 +156,9 @@ class FeatureDistiller(Distiller):
 
 
 def build_distiller(method: str, student: IQAModel, teacher: IQAModel | None, cfg: DistillConfig | None = None):
-    """A registered method's Distiller ("none", "response", "hints", "review")."""
-    from . import methods  # noqa: F401  (registers the methods)
+    """A registered method's Distiller ("none", "response", "hints", "review").
 
+    The methods are registered by :mod:`kdiqa.distill.methods`, which the package imports first
+    (as timm's ``models/__init__`` does for its architectures).
+    """
     return DISTILLERS.get(method)(student, teacher, cfg or DistillConfig())

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from .adapters import ConvBNAdapter, probe_features
-from .base import DISTILLERS, DistillConfig, FeatureDistiller
+from .base import DistillConfig, FeatureDistiller
 from .losses import hint_loss
+from .registry import DISTILLERS
 
 
 @DISTILLERS.register("hints")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import DISTILLERS, Distiller
+from .base import Distiller
+from .registry import DISTILLERS
 
 
 @DISTILLERS.register("none")

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from .adapters import ABF, probe_features
-from .base import DISTILLERS, DistillConfig, FeatureDistiller
+from .base import DistillConfig, FeatureDistiller
 from .losses import hcl_loss, rkd_angle_loss, rkd_distance_loss, similarity_preserving_loss
+from .registry import DISTILLERS
 
 
 @DISTILLERS.register("review")
