@@ -233,3 +233,39 @@ def test_random_split_repeatable():
     a, b = random_split(rows, 0.2, index=2, seed=0), random_split(rows, 0.2, index=2, seed=0)
     assert [r.split for r in a] == [r.split for r in b]
     assert sum(r.split == "test" for r in a) == 20
+
+
+@pytest.fixture
+def test_only_csv(rated_folder):
+    """The rated folder's test rows alone: a CSV without a single train row."""
+    lines = (rated_folder / "labels.csv").read_text().splitlines()
+    (rated_folder / "test_only.csv").write_text("\n".join([lines[0], *(x for x in lines[1:] if x.endswith(",test"))]))
+    return rated_folder / "test_only.csv"
+
+
+def test_csv_of_test_rows_only(test_only_csv):
+    from kdiqa.data.datasets import TorchIQADataset
+
+    ds = get_dataset(f"csv:{test_only_csv}")
+    assert len(ds) == 6 and {r.split for r in ds.rows} == {"test"}
+    assert len(ds.subset("test")) == 6 and len(ds.subset("all")) == 6 and len(ds.subset(None)) == 6
+    assert len(ds.subset("train")) == 0 and len(ds.subset("val")) == 0  # standard splits: empty, not an error
+    assert ds.carve_val(0.2, seed=0).rows == ds.rows  # nothing to carve from: unchanged
+    with pytest.raises(ValueError, match=r"has no split \['tset'\]; it has \['test'\]"):
+        ds.subset("tset")
+    with pytest.raises(ValueError, match=r"has no rows in split \['train'\] to load"):
+        TorchIQADataset(ds.subset("train"), transform=lambda img: img)
+
+
+@pytest.mark.parametrize("split", ["test", "all"])
+def test_evaluate_csv_of_test_rows_only(test_only_csv, tiny_teacher_and_photos, capsys, split):
+    import json
+
+    from kdiqa.cli import main
+
+    model, _ = tiny_teacher_and_photos
+    rc = main(["evaluate", "--dataset", f"csv:{test_only_csv}", "--model", str(model), "--split", split])
+    assert rc == 0
+    out = capsys.readouterr().out
+    result = json.loads(out[out.index("{") :])
+    assert result["n"] == 6 and -1 <= result["srcc"] <= 1
