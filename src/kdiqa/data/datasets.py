@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from ..paths import dataset_root, resolve
 from .adapters import DATASETS, generic_csv
 from .io import load_image
 from .table import SPLITS, IQADataset, Row, random_split, read_csv
@@ -34,15 +35,15 @@ def get_dataset(name: str, root: str | Path | None = None, **kwargs) -> IQADatas
 
     Args:
         name: a registered adapter ("clive", "koniq10k", ...) or ``csv:PATH`` for a generic CSV.
-        root: the dataset's folder (its official layout); for ``csv:`` the images are relative
-            to the CSV's folder unless ``root`` is given.
+        root: the dataset's folder (its official layout); None: ``<data root>/<name>`` (:mod:`kdiqa.paths`).
+            For ``csv:`` the images are relative to the CSV's folder unless ``root`` is given.
+            ``data:`` paths (here and in ``csv:PATH``) resolve against the data root.
         **kwargs: adapter options, e.g. ``split_index``/``seed`` for random splits.
     """
     if name.startswith("csv:"):
-        return generic_csv(name[4:], root=root, **kwargs)
-    if root is None:
-        raise ValueError(f"dataset {name!r} needs root= (the folder of its official release)")
-    return DATASETS.get(name)(Path(root), **kwargs)
+        return generic_csv(resolve(name[4:]), root=None if root is None else resolve(root), **kwargs)
+    adapter = DATASETS.get(name)
+    return adapter(Path(dataset_root(name, root)), **kwargs)
 
 
 class TorchIQADataset(Dataset):
