@@ -33,7 +33,8 @@ from kdiqa.checkpoint import load_model
 from kdiqa.config import from_dict
 from kdiqa.data.transforms import EvalTransform
 from kdiqa.distill.cache import teacher_fingerprint
-from kdiqa.distill.engine import DistillRunConfig, pool_cache
+from kdiqa.distill.data import pool_cache
+from kdiqa.distill.engine import DistillRunConfig
 from kdiqa.engine import labelled_splits
 from kdiqa.evaluation import eval_transform_for, predict_paths
 from kdiqa.metrics import srcc

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from kdiqa.config import ConfigError, load_config
-from kdiqa.engine import TrainConfig, lr_factor
+from kdiqa.engine import TrainConfig
 from kdiqa.losses import combined_loss, l1_loss, mse_loss, plcc_loss, rank_loss
 
 
@@ -45,12 +45,38 @@ def test_losses_hand_computed():
         combined_loss(p, t, {"huber": 1.0})
 
 
+def _lrs(total: int, warmup: int, steps: int) -> list[float]:
+    from kdiqa.trainer import warmup_cosine
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched, out = warmup_cosine(opt, total, warmup), []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    out.append(opt.param_groups[0]["lr"])
+    return out
+
+
 def test_lr_schedule():
-    assert lr_factor(0, 100, 10) == pytest.approx(0.1)
-    assert lr_factor(9, 100, 10) == pytest.approx(1.0)
-    assert lr_factor(10, 100, 10) == pytest.approx(1.0)
-    assert lr_factor(55, 100, 10) == pytest.approx(0.5)
-    assert lr_factor(100, 100, 10) == pytest.approx(0.0)
+    """Linear warm-up from lr / warmup, then cosine to 0 (torch's LinearLR + CosineAnnealingLR)."""
+    lrs = _lrs(100, 10, 100)
+    assert lrs[0] == pytest.approx(0.1)
+    assert lrs[9] == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0)
+    assert lrs[55] == pytest.approx(0.5)
+    assert lrs[100] == pytest.approx(0.0, abs=1e-12)
+    assert _lrs(50, 0, 1)[0] == 1.0  # no warm-up: cosine from the full rate
+
+
+def test_lr_schedule_resumes_on_its_grid():
+    """A rebuilt schedule moved on k steps (a resumed run) gives the live schedule's rates."""
+    from kdiqa.trainer import _advance, warmup_cosine
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_cosine(opt, 40, 6)
+    _advance(sched, 17)
+    assert opt.param_groups[0]["lr"] == pytest.approx(_lrs(40, 6, 17)[17], abs=1e-12)
 
 
 def test_freeze_prefixes_respect_name_boundaries():

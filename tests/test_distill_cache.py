@@ -134,7 +134,7 @@ threads: 1
 def test_grouped_batches_never_mix_parts():
     from torch.utils.data import ConcatDataset, TensorDataset
 
-    from kdiqa.distill.engine import GroupedBatches
+    from kdiqa.distill.data import GroupedBatches
 
     ds = ConcatDataset([TensorDataset(torch.zeros(10)), TensorDataset(torch.ones(7))])
     sampler = GroupedBatches(ds, 3, torch.Generator().manual_seed(0))
@@ -149,7 +149,7 @@ def test_grouped_batches_never_mix_parts():
 def test_grouped_batches_passes_cover_the_data_once_each():
     from torch.utils.data import TensorDataset
 
-    from kdiqa.distill.engine import GroupedBatches
+    from kdiqa.distill.data import GroupedBatches
 
     ds = TensorDataset(torch.zeros(7))
     sampler = GroupedBatches(ds, 3, torch.Generator().manual_seed(0), passes=3)

@@ -50,5 +50,9 @@ def test_pretext_cli_run(tmp_path):
     )
     assert main(["pretext", "--config", str(cfg), "--quiet"]) == 0
     history = [json.loads(line) for line in (tmp_path / "out" / "history.jsonl").read_text().splitlines()]
-    assert len(history) == 1 and 0 <= history[0]["type_acc"] <= 1
+    assert len(history) == 1 and 0 <= history[0]["train_type_acc"] <= 1
     assert kdiqa.load(tmp_path / "out" / "model").name == "iqa_test_tiny"
+    # the pretext task runs on the one trainer: it resumes after its last finished epoch
+    assert main(["pretext", "--config", str(cfg), "--quiet", "--set", "epochs=2"]) == 0
+    history = [json.loads(line) for line in (tmp_path / "out" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [0, 1] and (tmp_path / "out" / "last" / "extra.safetensors").is_file()

@@ -1,10 +1,12 @@
-"""Supervised IQA training (``kdiqa train``): read it top to bottom.
+"""Supervised IQA training (``kdiqa train``): the recipe, read top to bottom.
 
-config → dataset (+ a validation split carved from train) → model (+ frozen prefixes) → AdamW with
-warm-up + cosine (+ an optional weight EMA) → epochs of (train, validate, checkpoint) → best checkpoint
-by validation SRCC. ``out_dir/last`` holds everything needed to resume; ``out_dir/best`` the best model.
-With ``optim.ema_decay`` the EMA weights are what is validated and kept as ``best``, ``out_dir/ema``
-holds them after the latest epoch, and the raw weights' validation figures are logged beside them.
+config → dataset (+ a validation split carved from train) → model (+ frozen prefixes) → the
+distillation method ``none`` (MOS only, no teacher) with this config's losses → one stage of the
+trainer (:mod:`kdiqa.trainer`: AdamW with warm-up + cosine, optional weight EMA, per-epoch
+validation and checkpoints, resume) → best checkpoint by validation SRCC. ``out_dir/last`` holds
+everything needed to resume; ``out_dir/best`` the best model. With ``optim.ema_decay`` the EMA
+weights are what is validated and kept as ``best``, ``out_dir/ema`` holds them after the latest
+epoch, and the raw weights' validation figures are logged beside them.
 """
 
 from __future__ import annotations
@@ -12,23 +14,24 @@ from __future__ import annotations
 import json
 import math
 import random
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from .checkpoint import load_model, load_train_state, save_model, save_train_state
+from .checkpoint import load_model
 from .data.datasets import IQADataset, TorchIQADataset, get_dataset
 from .data.transforms import EvalTransform, TrainTransform
+from .distill.base import DistillConfig, build_distiller
 from .evaluation import predict_paths
-from .losses import combined_loss
 from .metrics import plcc, srcc
+from .models.iqa import IQAModel
 from .models.zoo import create_model
+from .trainer import Run, Stage, freeze_prefixes, train, train_except_frozen
+
+__all__ = ["TrainConfig", "fit", "freeze_prefixes", "labelled_splits", "prepare_run", "train_except_frozen"]
 
 
 @dataclass
@@ -114,31 +117,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _under(name: str, prefixes: list[str]) -> bool:
-    """``name`` is one of the dotted ``prefixes`` or inside one (``blocks.1`` does not cover ``blocks.10``)."""
-    return any(name == pre or name.startswith(pre.rstrip(".") + ".") for pre in prefixes)
-
-
-def freeze_prefixes(model: torch.nn.Module, prefixes: list[str]) -> list[str]:
-    frozen = []
-    for name, p in model.named_parameters():
-        if _under(name, prefixes):
-            p.requires_grad_(False)
-            frozen.append(name)
-    if prefixes and not frozen:
-        raise ValueError(f"freeze prefixes {prefixes} match no parameter")
-    return frozen
-
-
-def train_except_frozen(model: torch.nn.Module, prefixes: list[str]) -> None:
-    """Train mode, except modules under frozen prefixes (their BatchNorm statistics stay fixed)."""
-    model.train()
-    for name, module in model.named_modules():
-        if name and _under(name, prefixes):
-            module.eval()
-
-
 def _param_groups(model, lr: float, backbone_mult: float, wd: float) -> list[dict]:
+    """AdamW groups: the backbone at ``lr × backbone_mult``; biases and norms without weight decay."""
     groups: dict[tuple, list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -150,14 +130,6 @@ def _param_groups(model, lr: float, backbone_mult: float, wd: float) -> list[dic
         {"params": ps, "lr": lr * (backbone_mult if bb else 1.0), "weight_decay": 0.0 if nd else wd}
         for (bb, nd), ps in groups.items()
     ]
-
-
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up then cosine decay to 0."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 # Settings that change how fast a run goes or where it lives, never what it learns, plus ``epochs`` (a finished
@@ -230,16 +202,8 @@ def labelled_splits(data: DataSection) -> tuple[IQADataset, IQADataset, IQADatas
     return ds, ds.subset("train"), ds.subset("val") if data.val_fraction > 0 else None
 
 
-def fit(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Trains one model; returns a summary (best epoch, validation metrics, paths, wall time)."""
-    t_start = time.time()
-    device, out = prepare_run(cfg, "train_config.json")
-
-    ds, train_ds, val_ds = labelled_splits(cfg.data)
-    train_set = TorchIQADataset(train_ds, TrainTransform(cfg.data.crop, cfg.data.resize), cfg.data.repeat)
-    eval_tf = EvalTransform(cfg.eval.mode, cfg.eval.crop, cfg.eval.n_crops, cfg.data.resize)
-
-    # Model.
+def _build_model(cfg: TrainConfig, ds: IQADataset, device: torch.device) -> IQAModel:
+    """The model of ``cfg.model`` on ``ds``'s scale, optionally started from a checkpoint, with its frozen prefixes."""
     model = create_model(
         cfg.model.name,
         pretrained=cfg.model.pretrained,
@@ -262,116 +226,77 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
                 f"the config asks for {list(model.cfg.head_levels)}"
             )
         model.load_state_dict(start.state_dict())
-    frozen = freeze_prefixes(model, cfg.model.freeze)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    freeze_prefixes(model, cfg.model.freeze)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
-    steps_per_epoch = math.ceil(len(train_set) / cfg.data.batch_size)
-    if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    total_steps = steps_per_epoch * cfg.optim.epochs
-    optimizer = torch.optim.AdamW(
-        _param_groups(model, cfg.optim.lr, cfg.optim.backbone_lr_mult, cfg.optim.weight_decay)
-    )
-    for g in optimizer.param_groups:
-        g["base_lr"] = g["lr"]
-    warmup = int(cfg.optim.warmup_epochs * steps_per_epoch)
-    if cfg.optim.ema_decay is not None and not 0.0 < cfg.optim.ema_decay < 1.0:
-        raise ValueError(f"optim.ema_decay must be in (0, 1), got {cfg.optim.ema_decay}")
-    ema = ModelEmaV3(model, decay=cfg.optim.ema_decay, use_warmup=True) if cfg.optim.ema_decay else None
 
-    # Resume from out/last if it exists.
-    start_epoch, history, best = 0, [], {"srcc": -2.0, "epoch": -1}
-    if cfg.resume and (out / "last" / "train_state.json").is_file():
-        state = load_train_state(out / "last", optimizer)
-        model.load_state_dict(load_model(out / "last").state_dict())
-        start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
-        if ema is not None:
-            if not (out / "ema" / "model.safetensors").is_file():
-                raise ValueError(f"cannot resume {out} with optim.ema_decay: it has no ema/ checkpoint")
-            ema.module.load_state_dict(load_model(out / "ema").state_dict())
-        print(f"resumed from {out / 'last'} at epoch {start_epoch}")
+def fit(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Trains one model; returns a summary (best epoch, validation metrics, paths, wall time)."""
+    device, out = prepare_run(cfg, "train_config.json")
+    ds, train_ds, val_ds = labelled_splits(cfg.data)
+    train_set = TorchIQADataset(train_ds, TrainTransform(cfg.data.crop, cfg.data.resize), cfg.data.repeat)
+    eval_tf = EvalTransform(cfg.eval.mode, cfg.eval.crop, cfg.eval.n_crops, cfg.data.resize)
+    model = _build_model(cfg, ds, device)
+    method = build_distiller("none", model, None, DistillConfig(task_loss=asdict(cfg.loss)))
 
-    for epoch in range(start_epoch, cfg.optim.epochs):
-        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # epoch-exact resume
-        loader = DataLoader(
+    def batches(epoch: int) -> DataLoader:
+        return DataLoader(
             train_set,
             batch_size=cfg.data.batch_size,
             shuffle=True,
             drop_last=True,
             num_workers=cfg.data.workers,
-            generator=g,
+            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),  # epoch-exact resume
             pin_memory=device.type == "cuda",
-            persistent_workers=False,
         )
-        train_except_frozen(model, cfg.model.freeze)
-        t0, sums, n_seen = time.time(), {}, 0
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=not progress)
-        for i, batch in enumerate(loader):
-            if i >= steps_per_epoch:
-                break
-            step = epoch * steps_per_epoch + i
-            for grp in optimizer.param_groups:
-                grp["lr"] = grp["base_lr"] * lr_factor(step, total_steps, warmup)
-            x = batch["image"].to(device, non_blocking=True)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = batch["score"].to(device)
-            losses = combined_loss(model(x), y, asdict(cfg.loss))
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            if cfg.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
-            if ema is not None:
-                ema.update(model, step=step)
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(y)
-            n_seen += len(y)
-            bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss'] / n_seen:.4f}")
-        bar.close()
-        record = {
-            "epoch": epoch,
-            "train_seconds": round(time.time() - t0, 1),
-            **{f"train_{k}": v / max(1, n_seen) for k, v in sums.items()},
-        }
 
-        evaluated = ema.module if ema is not None else model
-        if val_ds is not None and len(val_ds) >= 3:
-            paths = [r.path for r in val_ds.rows]
-            # Signed, against MOS normalised to higher = better: an anti-correlated model must not win.
-            target = val_ds.normalize(val_ds.mos_array())
-            for prefix, net in [("", evaluated)] + ([("raw_", model)] if ema is not None else []):
-                z = predict_paths(net, paths, eval_tf, cfg.eval.batch_size, channels_last=cfg.channels_last)
-                record.update({f"{prefix}val_srcc": srcc(z, target), f"{prefix}val_plcc": plcc(z, target)})
-        history.append(record)
-        print(json.dumps(record))
-        with open(out / "history.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+    def validate(net: IQAModel) -> dict[str, float]:
+        # Signed, against MOS normalised to higher = better: an anti-correlated model must not win.
+        z = predict_paths(
+            net, [r.path for r in val_ds.rows], eval_tf, cfg.eval.batch_size, channels_last=cfg.channels_last
+        )
+        target = val_ds.normalize(val_ds.mos_array())
+        return {"val_srcc": srcc(z, target), "val_plcc": plcc(z, target)}
 
-        extra = {"train_config": asdict(cfg), "epoch": epoch, "dataset": ds.name, "metrics": record}
-        score = record.get("val_srcc", -float(record.get("train_loss", 0.0)))
-        if score > best["srcc"]:
-            best = {"srcc": score, "epoch": epoch}
-            save_model(evaluated, out / "best", extra)
-        if ema is not None:
-            save_model(ema.module, out / "ema", extra)
-        save_model(model, out / "last", extra)
-        save_train_state(out / "last", optimizer, {"epoch": epoch, "history": history, "best": best})
-
+    steps = math.ceil(len(train_set) / cfg.data.batch_size)  # the schedule's grid (the loader drops a last part batch)
+    steps = min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
+    stage = Stage(
+        name="train",
+        kind="task",
+        epochs=cfg.optim.epochs,
+        steps=steps,
+        batches=batches,
+        param_groups=lambda: _param_groups(model, cfg.optim.lr, cfg.optim.backbone_lr_mult, cfg.optim.weight_decay),
+        warmup=int(cfg.optim.warmup_epochs * steps),
+        grad_clip=cfg.optim.grad_clip,
+    )
     validated = val_ds is not None and len(val_ds) >= 3
+    run = Run(
+        out=out,
+        model=model,
+        module=method,
+        loss_fn=lambda batch, kind, step: method.forward_train(batch, kind, step)[1],
+        device=device,
+        validate=validate if validated else None,
+        frozen=cfg.model.freeze,
+        ema_decay=cfg.optim.ema_decay,
+        channels_last=cfg.channels_last,
+        meta={"train_config": asdict(cfg), "dataset": ds.name},
+        resume=cfg.resume,
+        progress=progress,
+    )
+    result = train(run, [stage])
     summary = {
-        "best_epoch": best["epoch"],
+        "best_epoch": result["best"]["epoch"],
         "best_by": "val_srcc" if validated else "lowest train_loss (no validation split)",
-        "best_val_srcc": best["srcc"] if validated else None,
+        "best_val_srcc": result["best"]["srcc"] if validated else None,
         "epochs": cfg.optim.epochs,
-        "frozen_params": len(frozen),
+        "frozen_params": sum(not p.requires_grad for p in model.parameters()),
         "train_images": len(train_ds),
         "val_images": len(val_ds) if val_ds is not None else 0,
         "out_dir": str(out),
-        "final": str(out / ("ema" if ema is not None else "last")),
-        "wall_seconds": round(time.time() - t_start, 1),
+        "final": str(out / ("ema" if cfg.optim.ema_decay else "last")),
+        "wall_seconds": result["seconds"],
         "device": str(device),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -12,10 +12,7 @@ head carry over to distillation.
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,15 +20,15 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from .checkpoint import save_model
 from .data.distortions import apply_distortion, list_distortions
 from .data.io import load_image
 from .data.pools import PoolSource, crop_boxes, source_images
-from .engine import lr_factor, resolve_device, seed_everything
+from .engine import prepare_run
 from .models.iqa import IQAModel
 from .models.zoo import create_model
+from .trainer import Run, Stage, steps_for, train
 
 # Types whose severity is not monotone in the level (level 3 is the identity): no level ranking.
 NOT_RANKABLE = ("mean_shift", "contrast_change")
@@ -57,6 +54,7 @@ class PretextConfig:
     out_dir: str = "runs/pretext"
     device: str = "auto"
     threads: int | None = None
+    resume: bool = True  # continue from out_dir/last (after the last finished epoch)
 
 
 class PretextPairs(Dataset):
@@ -107,40 +105,41 @@ def pretext_losses(model: IQAModel, type_head: nn.Module, batch: dict, cfg: Pret
 
 
 def pretrain(cfg: PretextConfig, progress: bool = True) -> dict:
-    """Runs the pretext stage; writes ``out_dir/model`` (IQA checkpoint) and ``history.jsonl``."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    """Runs the pretext stage on the trainer (resumable per epoch); writes ``out_dir/model`` (the IQA
+    checkpoint after the last epoch) and ``history.jsonl``."""
+    device, out = prepare_run(cfg, "pretext_config.json")
     types = cfg.types or list_distortions()
     images = sorted({p for src in cfg.sources for p in source_images(src)})
     ds = PretextPairs(images, types, cfg.crop, cfg.samples_per_epoch, cfg.seed)
     model = create_model(cfg.model, pretrained=cfg.pretrained).to(device)
     type_head = nn.Linear(model.embed_dim, len(types)).to(device)
-    params = list(model.parameters()) + list(type_head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = len(ds) // cfg.batch_size
-    total, out = steps_per_epoch * cfg.epochs, Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t0, history = time.time(), []
-    for epoch in range(cfg.epochs):
+    module = nn.ModuleDict({"model": model, "type_head": type_head})
+
+    def batches(epoch: int) -> DataLoader:
         ds.epoch = epoch
-        loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, drop_last=True, num_workers=cfg.workers)
-        model.train()
-        sums: dict[str, float] = {}
-        for i, batch in enumerate(tqdm(loader, desc=f"pretext {epoch + 1}/{cfg.epochs}", disable=not progress)):
-            for g in optimizer.param_groups:
-                g["lr"] = cfg.lr * lr_factor(epoch * steps_per_epoch + i, total, steps_per_epoch // 10)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            losses = pretext_losses(model, type_head, batch, cfg)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            optimizer.step()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-        record = {"epoch": epoch, **{k: v / max(1, steps_per_epoch) for k, v in sums.items()}}
-        history.append(record)
-        with open(out / "history.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-    save_model(model, out / "model", {"pretext": asdict(cfg), "history": history})
-    return {"out": str(out / "model"), "seconds": round(time.time() - t0, 1), "history": history}
+        return DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, drop_last=True, num_workers=cfg.workers)
+
+    steps = steps_for(len(ds) // cfg.batch_size, None)
+    stage = Stage(
+        name="pretext",
+        kind="pretext",
+        epochs=cfg.epochs,
+        steps=steps,
+        batches=batches,
+        param_groups=lambda: [{"params": list(module.parameters()), "lr": cfg.lr, "weight_decay": cfg.weight_decay}],
+        warmup=steps // 10,
+    )
+    run = Run(
+        out=out,
+        model=model,
+        module=module,
+        loss_fn=lambda batch, kind, step: pretext_losses(model, type_head, batch, cfg),
+        device=device,
+        extra_state=["type_head"],
+        meta={"pretext": asdict(cfg)},
+        resume=cfg.resume,
+        progress=progress,
+    )
+    result = train(run, [stage])
+    save_model(model, out / "model", {"pretext": asdict(cfg), "history": result["history"]})
+    return {"out": str(out / "model"), "seconds": result["seconds"], "history": result["history"]}

@@ -51,6 +51,17 @@ def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT key, value FROM meta").fetchall())
 
 
+def read_meta_file(path: str | Path) -> dict[str, str]:
+    """The ``meta`` table of a soft-label file (teacher SHA-256, pool fingerprint, views ...)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such soft-label file (write it with `kdiqa pseudo-label`)")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return read_meta(conn)
+    finally:
+        conn.close()
+
+
 def _check_meta(existing: dict[str, str], wanted: dict[str, str], where: str) -> None:
     for key in (*IDENTITY_KEYS, "shard"):
         if key in existing and key in wanted and existing[key] != wanted[key]:

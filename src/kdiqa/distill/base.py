@@ -41,6 +41,9 @@ class DistillConfig:
     # and backbones, so the plain MSE of FitNets/ReviewKD would swamp the score losses. "none": as
     # in the papers.
     feature_norm: str = "relative"
+    # Weights of kdiqa.losses (l1, mse, plcc, rank) for the MOS of the task stage, as in `kdiqa train`'s
+    # `loss` section. None: score_loss plus rank_weight × the fidelity ranking loss.
+    task_loss: dict[str, float] | None = None
 
 
 class Distiller(nn.Module):

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import torch
 
+from ..losses import combined_loss
 from .base import Distiller
 from .registry import DISTILLERS
 
 
 @DISTILLERS.register("none")
 class NoDistill(Distiller):
-    """The control: the same student trained on MOS only (every stage is the task stage)."""
+    """The control: the same student trained on MOS only (every stage is the task stage).
+
+    With ``cfg.task_loss`` (weights of :data:`kdiqa.losses.LOSSES`) this is supervised IQA training,
+    which is how ``kdiqa train`` runs: method ``none``, one stage, no teacher.
+    """
 
     def stage_losses(self, batch: dict, stage: str, step: int) -> tuple[torch.Tensor, dict]:
         pred = self.student(batch["image"])
-        return pred, self.score_losses(pred, batch, None, "task")
+        if self.cfg.task_loss is None:
+            return pred, self.score_losses(pred, batch, None, "task")
+        losses = combined_loss(pred, batch["score"], self.cfg.task_loss)
+        return pred, {k: v for k, v in losses.items() if k != "loss"}
 
 
 @DISTILLERS.register("response")

@@ -1,0 +1,285 @@
+"""The one training loop: ``kdiqa train``, ``kdiqa distill`` and ``kdiqa pretext`` all run here.
+
+A run is a list of :class:`Stage` s (supervised training has one; a distillation run one per stage
+of its recipe). Each stage gets a fresh AdamW and its own LR schedule — linear warm-up, then cosine
+to 0 (torch's ``LinearLR`` + ``CosineAnnealingLR``) — and trains ``epochs`` epochs of ``steps``
+optimizer steps. After every epoch the loop validates, logs a record (stdout and
+``history.jsonl``) and checkpoints:
+
+- ``out/last``: the model, any other learnable state (adapters, auxiliary heads:
+  ``extra.safetensors``), the optimizer moments and the position (``train_state.*``), written
+  atomically, so a run killed at any moment resumes from its last finished epoch;
+- ``out/best``: the model with the best validation SRCC (or the lowest training loss without a
+  validation split);
+- ``out/ema``: the weight EMA (timm's ``ModelEmaV3``) when ``ema_decay`` is set; it is then what
+  is validated and kept as ``best``, and the raw weights' figures are logged as ``raw_val_*``.
+
+What a recipe trains is given by a loss function ``(batch, kind, step) → named losses`` (``"loss"``
+their sum, what is minimised): the distillation methods' ``Distiller.forward_train`` (the MOS-only
+control ``none`` being supervised training), or the pretext task's losses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from timm.utils import ModelEmaV3
+from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
+from tqdm import tqdm
+
+from .checkpoint import atomic_save_tensors, load_train_state, save_model, save_train_state
+from .models.iqa import IQAModel
+
+LossFn = Callable[[dict, str, int], dict[str, torch.Tensor]]
+
+
+@dataclass
+class Stage:
+    """One stage of a run: its data, schedule and objective kind."""
+
+    name: str  # shown in the progress bar
+    kind: str  # passed to the loss function ("task", "soft", "joint", "pretext")
+    epochs: int
+    steps: int  # optimizer steps per epoch: the schedule's unit (an epoch whose loader runs out early skips the rest)
+    batches: Callable[[int], Iterable[dict]]  # epoch → that epoch's batches (seeded per epoch: exact resume)
+    param_groups: Callable[[], list[dict]]  # fresh AdamW parameter groups ("params", "lr", "weight_decay")
+    warmup: int = 0  # linear warm-up steps (from lr / warmup), then cosine to 0 at the stage's end
+    grad_clip: float | None = None
+
+
+@dataclass
+class Run:
+    """What a run trains and where it writes."""
+
+    out: Path
+    model: IQAModel  # what is saved to best/last/ema and validated
+    module: nn.Module  # everything the loss function runs (the model, adapters, a frozen teacher, heads)
+    loss_fn: LossFn
+    device: torch.device
+    validate: Callable[[IQAModel], dict[str, float]] | None = None  # → {"val_srcc": ..., ...}
+    frozen: list[str] = field(default_factory=list)  # model parameter prefixes kept in eval mode (frozen BN)
+    extra_state: list[str] = field(default_factory=list)  # prefixes of ``module``'s state saved beside the model
+    ema_decay: float | None = None
+    channels_last: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)  # recorded in every checkpoint's config.json
+    resume: bool = True
+    progress: bool = True
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> LRScheduler:
+    """Linear warm-up from ``lr / warmup`` to ``lr`` over ``warmup`` steps, then cosine to 0 at ``total``.
+
+    Example:
+        >>> p = torch.nn.Parameter(torch.zeros(1))
+        >>> opt = torch.optim.AdamW([p], lr=1.0)
+        >>> sched, lrs = warmup_cosine(opt, total=100, warmup=10), []
+        >>> for _ in range(100):
+        ...     lrs.append(opt.param_groups[0]["lr"])
+        ...     opt.step()
+        ...     sched.step()
+        >>> [round(lrs[i], 4) for i in (0, 9, 10, 55, 99)]
+        [0.1, 1.0, 1.0, 0.5, 0.0003]
+    """
+    cosine = CosineAnnealingLR(optimizer, T_max=max(1, total - warmup), eta_min=0.0)
+    if warmup <= 0:
+        return cosine
+    linear = LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0, total_iters=max(1, warmup - 1))
+    return SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
+
+
+def _advance(scheduler: LRScheduler, n: int) -> None:
+    """Moves a schedule ``n`` steps on without training (resuming, or an epoch that ran out of batches)."""
+    with warnings.catch_warnings():  # torch warns when a scheduler steps before the optimizer ever has
+        warnings.filterwarnings("ignore", message=".*lr_scheduler.step\\(\\).*", category=UserWarning)
+        for _ in range(n):
+            scheduler.step()
+
+
+def _under(name: str, prefixes: list[str]) -> bool:
+    """``name`` is one of the dotted ``prefixes`` or inside one (``blocks.1`` does not cover ``blocks.10``)."""
+    return any(name == pre or name.startswith(pre.rstrip(".") + ".") for pre in prefixes)
+
+
+def freeze_prefixes(model: nn.Module, prefixes: list[str]) -> list[str]:
+    """Stops gradients of the parameters under ``prefixes``; returns their names."""
+    frozen = []
+    for name, p in model.named_parameters():
+        if _under(name, prefixes):
+            p.requires_grad_(False)
+            frozen.append(name)
+    if prefixes and not frozen:
+        raise ValueError(f"freeze prefixes {prefixes} match no parameter")
+    return frozen
+
+
+def train_except_frozen(model: nn.Module, prefixes: list[str]) -> None:
+    """Train mode, except modules under frozen prefixes (their BatchNorm statistics stay fixed)."""
+    model.train()
+    for name, module in model.named_modules():
+        if name and _under(name, prefixes):
+            module.eval()
+
+
+class _State:
+    """Where a run stands: finished epochs, history, best, and the wall time of earlier processes."""
+
+    def __init__(self, run: Run) -> None:
+        self.history: list[dict] = []
+        self.best: dict = {"srcc": -2.0, "stage": -1, "epoch": -1}
+        self.start = (0, 0)  # (stage, epoch) of the first epoch still to train
+        self.seconds = 0.0
+        self.resumed = False
+        last = run.out / "last"
+        if run.resume and (last / "train_state.json").is_file():
+            self._load(run, last)
+
+    def _load(self, run: Run, last: Path) -> None:
+        info = json.loads((last / "train_state.json").read_text())
+        self.history, self.best, self.seconds = info["history"], info["best"], info.get("seconds", 0.0)
+        self.start = (info.get("stage", 0), info["epoch"] + 1)
+        if (last / "extra.safetensors").is_file() or not (last / "distiller.safetensors").is_file():
+            run.model.load_state_dict(load_file(str(last / "model.safetensors"), device=str(run.device)))
+            if (last / "extra.safetensors").is_file():
+                run.module.load_state_dict(load_file(str(last / "extra.safetensors"), device=str(run.device)), False)
+        else:  # a run folder written before extra.safetensors: the student and adapters in one file
+            run.module.load_state_dict(load_file(str(last / "distiller.safetensors"), device=str(run.device)), False)
+        self.resumed = True
+        print(f"resumed from {last} at stage {self.start[0]}, epoch {self.start[1]}")
+
+
+def _extra_tensors(run: Run) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in run.module.state_dict().items() if _under(k, run.extra_state)}
+
+
+def _run_epoch(run: Run, stage: Stage, si: int, epoch: int, optimizer, scheduler, ema, step0: int) -> dict:
+    """One epoch of ``stage``: returns the record (mean losses per step, seconds)."""
+    run.module.train()
+    train_except_frozen(run.model, run.frozen)
+    t0, sums, done = time.time(), {}, 0
+    desc = f"{stage.name} epoch {epoch + 1}/{stage.epochs}"
+    bar = tqdm(total=stage.steps, desc=desc, disable=not run.progress, unit="step", dynamic_ncols=True)
+    for i, batch in enumerate(stage.batches(epoch)):
+        if i >= stage.steps:
+            break
+        batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+        if run.channels_last:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        losses = run.loss_fn(batch, stage.kind, step0 + i)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        if stage.grad_clip:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), stage.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update(run.model, step=step0 + i)
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        done += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{sums['loss'] / done:.4f}")
+    bar.close()
+    if done == 0:
+        raise ValueError(f"{stage.name}: the data made no batch")
+    _advance(scheduler, stage.steps - done)  # keep the schedule on its step grid
+    record = {"stage": si, "kind": stage.kind, "epoch": epoch, "train_seconds": round(time.time() - t0, 1)}
+    return record | {f"train_{k}": v / done for k, v in sums.items()}
+
+
+def _validate(run: Run, ema, record: dict) -> None:
+    if run.validate is None:
+        return
+    record.update(run.validate(ema.module if ema is not None else run.model))
+    if ema is not None:
+        record.update({f"raw_{k}": v for k, v in run.validate(run.model).items()})
+
+
+def _checkpoint(run: Run, state: _State, record: dict, optimizer, ema, t_start: float) -> None:
+    """best/ (if improved), ema/, last/ (model, extra state, optimizer, position): all atomic writes."""
+    si, epoch = record["stage"], record["epoch"]
+    extra = {**run.meta, "stage": si, "epoch": epoch, "metrics": record}
+    score = record["val_srcc"] if "val_srcc" in record else -record["train_loss"]
+    kept = ema.module if ema is not None else run.model
+    if score > state.best["srcc"]:
+        state.best = {"srcc": score, "stage": si, "epoch": epoch}
+        save_model(kept, run.out / "best", extra)
+    if ema is not None:
+        save_model(ema.module, run.out / "ema", extra)
+    last = save_model(run.model, run.out / "last", extra)
+    if run.extra_state:
+        atomic_save_tensors(_extra_tensors(run), last / "extra.safetensors")
+    info = {"stage": si, "epoch": epoch, "history": state.history, "best": state.best}
+    save_train_state(last, optimizer, info | {"seconds": state.seconds + time.time() - t_start})
+
+
+def train(run: Run, stages: list[Stage]) -> dict:
+    """Trains every stage (resuming from ``run.out/last`` when it holds this run); returns a summary.
+
+    The summary: ``history`` (one record per epoch), ``best`` (``srcc``, ``stage``, ``epoch``),
+    ``steps`` (optimizer steps of the whole run), ``seconds`` (wall time, summed over resumed
+    processes), ``resumed``.
+    """
+    t_start = time.time()
+    run.out.mkdir(parents=True, exist_ok=True)
+    state = _State(run)
+    if run.ema_decay is not None and not 0.0 < run.ema_decay < 1.0:
+        raise ValueError(f"optim.ema_decay must be in (0, 1), got {run.ema_decay}")
+    ema = ModelEmaV3(run.model, decay=run.ema_decay, use_warmup=True) if run.ema_decay else None
+    if ema is not None and state.resumed:
+        if not (run.out / "ema" / "model.safetensors").is_file():
+            raise ValueError(f"cannot resume {run.out} with optim.ema_decay: it has no ema/ checkpoint")
+        ema.module.load_state_dict(load_file(str(run.out / "ema" / "model.safetensors"), device=str(run.device)))
+    step0 = 0
+    for si, stage in enumerate(stages):
+        if si < state.start[0]:  # finished in an earlier process
+            step0 += stage.epochs * stage.steps
+            continue
+        optimizer = torch.optim.AdamW(stage.param_groups())
+        first = min(state.start[1], stage.epochs) if si == state.start[0] else 0
+        if 0 < first < stage.epochs:  # resuming inside this stage: its optimizer moments, then its schedule
+            base = [group["lr"] for group in optimizer.param_groups]
+            load_train_state(run.out / "last", optimizer)
+            for group, lr in zip(optimizer.param_groups, base, strict=True):
+                group["lr"] = lr  # the schedule is rebuilt from the base rate and moved on to this epoch
+                group.pop("initial_lr", None)
+        scheduler = warmup_cosine(optimizer, stage.epochs * stage.steps, stage.warmup)
+        _advance(scheduler, first * stage.steps)
+        step0 += first * stage.steps
+        for epoch in range(first, stage.epochs):
+            record = _run_epoch(run, stage, si, epoch, optimizer, scheduler, ema, step0)
+            step0 += stage.steps
+            _validate(run, ema, record)
+            state.history.append(record)
+            print(json.dumps(record))
+            with open(run.out / "history.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            _checkpoint(run, state, record, optimizer, ema, t_start)
+    return {
+        "history": state.history,
+        "best": state.best,
+        "steps": step0,
+        "seconds": round(state.seconds + time.time() - t_start, 1),
+        "resumed": state.resumed,
+    }
+
+
+def steps_for(n_batches: int, steps: int | None) -> int:
+    """Steps of an epoch: ``steps`` when given, else one pass (``n_batches``); errors when there is no batch."""
+    if n_batches <= 0:
+        raise ValueError("the data makes no batch: fewer items than the batch size")
+    return steps or n_batches
+
+
+def passes_for(steps: int, per_pass: int) -> int:
+    """Passes over the data an epoch of ``steps`` steps needs (each pass freshly shuffled)."""
+    return max(1, math.ceil(steps / per_pass))
