@@ -19,7 +19,7 @@ from kdiqa.data.transforms import EvalTransform
 from kdiqa.export import ExportOptions, export_model
 from kdiqa.export.onnx import preprocess_config
 from kdiqa.export.quantize import CALIBRATION_METHOD, calibration_images, front_end_nodes, quantize_int8
-from kdiqa.runtime import OnnxScorer
+from kdiqa.runtime import OnnxScorer, make_views, predict_paths
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +86,8 @@ def test_int8_is_smaller_and_ranks_like_fp32(exported, images):
     assert report["int8"]["format"] == "QDQ" and report["int8"]["per_channel"] is True
     assert report["int8"]["calibration_images"] == 10 and report["int8"]["pre_processing_shapes"] == "symbolic"
     paths = sorted(str(p) for p in images.iterdir())
-    z32 = OnnxScorer(out, "fp32", threads=1).predict_paths(paths)
-    z8 = OnnxScorer(out, "int8", threads=1).predict_paths(paths)
+    z32 = predict_paths(OnnxScorer(out, "fp32", threads=1), paths)
+    z8 = predict_paths(OnnxScorer(out, "int8", threads=1), paths)
     assert np.abs(z32 - z8).max() < 0.05
     assert spearmanr(z32, z8)[0] > 0.7
 
@@ -179,7 +179,7 @@ def test_runtime_scores_match_torch_scores(tiny, exported, images):
         assert scorer.score(path) == pytest.approx(tiny.score(path), abs=1e-3)
     crops = OnnxScorer(out, threads=1, mode="crops", crop=48, n_crops=3)
     path = sorted(images.iterdir())[0]
-    assert crops.views(path).shape == (6, 3, 48, 48)
+    assert make_views(path, crops.cfg).shape == (6, 3, 48, 48)
     with torch.no_grad():
         ref = tiny.to_output_scale(tiny(EvalTransform("crops", 48, 3)(load_image(path))).mean()).item()
     assert crops.score(path) == pytest.approx(ref, abs=1e-3)
@@ -228,7 +228,8 @@ def test_cli_export_and_score_with_onnx_backend(tiny, images, tmp_path, capsys):
     assert float(rows[first]["score"]) == pytest.approx(tiny.score(first), abs=1e-3)
     assert "broken.jpg" in capsys.readouterr().err
     assert main(["score", str(images), "--model", str(out), "--int8", "--quiet"]) == 2  # --int8 needs onnx
-    assert main(["score", str(images), "--backend", "onnx", "--quiet"]) == 2  # needs --model DIR
+    assert main(["score", str(images), "--backend", "onnx", "--model", "teacher", "--quiet"]) == 2
+    assert "no bundled ONNX export of iqa_effnet_lite2.clive" in capsys.readouterr().err
 
 
 def test_cli_float_stride_reaches_the_quantiser(tiny, images, tmp_path):

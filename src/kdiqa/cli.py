@@ -18,16 +18,21 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _eval_transform(model, args):
-    from .evaluation import eval_transform_for
+def _torch_backend(args, channels_last: bool = False):
+    """The predictor's torch backend for ``--model`` with the ``--mode/--crop/--n-crops`` views."""
+    from .hub import load
+    from .predict import TorchBackend
+    from .runtime.preprocess import PreprocessConfig
 
-    return eval_transform_for(model, args.mode, args.crop, args.n_crops)
+    model = load(args.model, device=args.device)
+    views = PreprocessConfig.for_model(model.cfg, args.mode, args.crop, args.n_crops)
+    return TorchBackend(model, views, channels_last=channels_last)
 
 
 def _cmd_evaluate(args) -> int:
+    from .data.io import ImageLoadError
     from .engine import DataSection, labelled_splits
     from .evaluation import evaluate_model, write_results
-    from .hub import load
 
     # The same carving as `kdiqa train`, so a run's own split (random split index/seed, validation share)
     # can be reproduced: a model must not be scored on images it was trained on.
@@ -42,37 +47,36 @@ def _cmd_evaluate(args) -> int:
     full, _, _ = labelled_splits(data)
     if args.split == "val" and not any(r.split == "val" for r in full.rows):
         raise ValueError(f"{args.dataset} has no val split: carve one as training did, e.g. --val-fraction 0.15")
-    model = load(args.model, device=args.device)
+    backend = _torch_backend(args, channels_last=True)
     ds = full.subset(args.split)
-    result = evaluate_model(
-        model,
-        ds,
-        _eval_transform(model, args),
-        args.batch_size,
-        args.workers,
-        n_boot=args.bootstrap,
-        progress=not args.quiet,
-    )
+    try:
+        result = evaluate_model(
+            backend, ds, None, args.batch_size, args.workers, args.bootstrap, not args.quiet, args.strict
+        )
+    except ImageLoadError as exc:
+        print(f"kdiqa evaluate: error: cannot read {exc.path}: {exc.reason} (--strict)", file=sys.stderr)
+        return 1
+    for f in result["failures"]:
+        print(f"  skipped {f['image']}: {f['error']}", file=sys.stderr)
     result["split"] = args.split
     write_results(result, ds, args.output, args.plot)
-    keys = ("srcc", "plcc", "krcc", "rmse", "n", "srcc_ci95", "plcc_ci95")
+    keys = ("srcc", "plcc", "krcc", "rmse", "n", "failed", "srcc_ci95", "plcc_ci95")
     print(json.dumps({k: result[k] for k in keys if k in result}, indent=2))
     return 0
 
 
-def _onnx_scorer(args):
-    """``--backend onnx``: an exported folder on ONNX Runtime (no torch import)."""
+def _onnx_backend(args):
+    """``--backend onnx``: a folder written by `kdiqa export`, or a bundled model's ONNX export (no torch)."""
     from .runtime import OnnxScorer
 
     if args.device != "cpu":
         raise ValueError("--backend onnx runs on the CPU (onnxruntime's CPUExecutionProvider); drop --device")
-    if args.model == "default":
-        raise ValueError("--backend onnx needs --model DIR: a folder written by `kdiqa export`")
     variant = "int8" if args.int8 else "fp32"
     return OnnxScorer(args.model, variant, args.threads, args.mode, args.crop, args.n_crops)
 
 
 def _cmd_score(args) -> int:
+    from .runtime.predictor import score_paths
     from .score_io import CsvSink, collect_paths, write_json
 
     if args.int8 and args.backend != "onnx":
@@ -86,15 +90,13 @@ def _cmd_score(args) -> int:
         return 2
     paths, failures = collect_paths(args.paths)
     if args.backend == "onnx":
-        model = _onnx_scorer(args)
+        backend = _onnx_backend(args)
     else:
-        from .hub import load
-
         if args.threads:
             import torch
 
             torch.set_num_threads(args.threads)
-        model = load(args.model, device=args.device)
+        backend = _torch_backend(args)
     sink = None
     if args.output and args.output.endswith(".csv"):
         sink = CsvSink(args.output, append=args.resume)
@@ -105,20 +107,7 @@ def _cmd_score(args) -> int:
             if skipped:
                 print(f"resume: {skipped} image(s) already scored in {args.output}", file=sys.stderr)
     t0 = time.perf_counter()
-    if args.backend == "onnx":
-        results = model.score_paths(paths, args.batch_size, progress=not args.quiet, on_result=sink)
-    else:
-        from .scoring import score_paths
-
-        results = score_paths(
-            model,
-            paths,
-            _eval_transform(model, args),
-            args.batch_size,
-            args.workers,
-            progress=not args.quiet,
-            on_result=sink,
-        )
+    results = score_paths(backend, paths, args.batch_size, args.workers, progress=not args.quiet, on_result=sink)
     elapsed = time.perf_counter() - t0
     if sink:
         for f in failures:
@@ -126,7 +115,7 @@ def _cmd_score(args) -> int:
         sink.close()
     results_all = results + failures
     if args.output and args.output.endswith(".json"):
-        write_json(results_all, args.output, model.name)
+        write_json(results_all, args.output, backend.name)
     if not args.output:
         for r in results:
             if r.score is not None:
@@ -163,6 +152,7 @@ def _cmd_pseudo_label(args) -> int:
         args.batch_size,
         args.workers,
         progress=not args.quiet,
+        cache_dir=args.cache,
     )
     print(json.dumps(summary, indent=2))
     print(f"{summary['images_per_s']} images/s", file=sys.stderr)
@@ -254,7 +244,7 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
         help="crops for --mode crops: 5 = centre + corners, 9 = 3x3 grid, 25 = 5x5; flips double it",
     )
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
+    p.add_argument("--workers", type=int, default=0, help="image-decoding threads (0: decode in the main thread)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -302,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the metrics (and per-image predictions) to this JSON file")
     p.add_argument("--plot", help="write a scatter plot (prediction vs MOS, fitted curve) to this PNG")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    p.add_argument(
+        "--strict", action="store_true", help="stop at the first unreadable image (default: report it, score the rest)"
+    )
     _add_eval_args(p)
     p.set_defaults(fn=_cmd_evaluate)
 
@@ -314,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         choices=("torch", "onnx"),
         default="torch",
-        help="torch (checkpoints) or onnx (a folder from `kdiqa export`, run by onnxruntime without torch)",
+        help="torch (checkpoints) or onnx (onnxruntime without torch: a folder from `kdiqa export`, or a bundled "
+        "model's export, e.g. the default)",
     )
     p.add_argument("--int8", action="store_true", help="with --backend onnx: the int8 model of the folder")
     p.add_argument("--threads", type=int, help="intra-op threads (torch.set_num_threads / onnxruntime)")
@@ -381,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # top-level modules of the `torch` extra (pyproject.toml); the base install is the ONNX runtime's
-TORCH_EXTRA = {"torch", "torchvision", "timm", "scipy", "safetensors", "yaml", "tqdm"}
+TORCH_EXTRA = {"torch", "torchvision", "timm", "scipy", "safetensors", "yaml"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,32 +1,32 @@
-"""Prediction over a dataset and the ``evaluate`` job (metrics JSON + optional scatter plot)."""
+"""Prediction over a dataset and the ``evaluate`` job (metrics JSON + optional scatter plot).
+
+Predictions go through the predictor (:mod:`kdiqa.runtime.predictor`) with the torch backend
+(:class:`kdiqa.predict.TorchBackend`) or any other backend, so ``evaluate``, ``score`` and training
+validation see the same views and the same numbers.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from .data.datasets import IQADataset
-from .data.io import load_image
+from .data.io import ImageLoadError
 from .data.transforms import EvalTransform
 from .metrics import evaluate_predictions
-from .models.iqa import IQAModel
+from .predict import TorchBackend
+from .runtime import predictor
+from .runtime.preprocess import PreprocessConfig
 
+if TYPE_CHECKING:
+    from .data.datasets import IQADataset
+    from .models.iqa import IQAModel
 
-class _ViewsDataset(Dataset):
-    def __init__(self, paths: list[str], transform: EvalTransform) -> None:
-        self.paths, self.transform = paths, transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        return i, self.transform(load_image(self.paths[i]))
+Views = PreprocessConfig | EvalTransform | None
 
 
 def collate_list(items):
@@ -37,17 +37,15 @@ def collate_list(items):
 def eval_transform_for(
     model: IQAModel, mode: str | None = None, crop: int | None = None, n_crops: int | None = None
 ) -> EvalTransform:
-    c = model.cfg
-    return EvalTransform(
-        mode or c.eval_mode, crop or c.eval_crop, n_crops or c.eval_n_crops, max_short=c.eval_max_short
-    )
+    """An :class:`EvalTransform` with ``model``'s default views (``mode``/``crop``/``n_crops`` override them)."""
+    v = PreprocessConfig.for_model(model.cfg, mode, crop, n_crops)
+    return EvalTransform(v.mode, v.crop, v.n_crops, max_short=v.max_short)
 
 
-@torch.no_grad()
 def predict_paths(
     model: IQAModel,
     paths: list[str],
-    transform: EvalTransform,
+    views: Views = None,
     batch_size: int = 8,
     workers: int = 0,
     progress: bool = False,
@@ -55,33 +53,25 @@ def predict_paths(
 ) -> np.ndarray:
     """Normalised predictions (higher = better), one per path, each the mean over its views.
 
-    Views of equal size are batched together (up to ``batch_size`` images per forward); images of
-    other sizes are run separately, so full-image evaluation works on mixed sizes. With
-    ``channels_last`` the model and inputs use NHWC memory, the layout these CNNs are trained in
-    here (the model is converted in place).
+    ``views`` is a :class:`~kdiqa.runtime.preprocess.PreprocessConfig` (or the settings of an
+    :class:`EvalTransform`; ``None``: the model's defaults). Views of equal size are batched together
+    (up to ``batch_size`` images per forward), so full-image evaluation works on mixed sizes. With
+    ``channels_last`` the model and inputs use NHWC memory (the model is converted in place). An
+    unreadable image raises :class:`~kdiqa.data.io.ImageLoadError`; ``workers`` threads decode ahead.
     """
-    model.eval()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    device = next(model.parameters()).device
-    loader = DataLoader(
-        _ViewsDataset(paths, transform), batch_size=batch_size, num_workers=workers, collate_fn=collate_list
-    )
-    out = np.zeros(len(paths), dtype=np.float64)
-    for items in tqdm(loader, desc="predict", disable=not progress, unit="batch"):
-        for idx, z in forward_views(model, items, device, channels_last).items():
-            out[idx] = z.mean().item()
-    return out
+    backend = TorchBackend(model, views, channels_last=channels_last)
+    return predictor.predict_paths(backend, paths, batch_size, workers, progress)
 
 
 def forward_views(model, items: list[tuple[int, torch.Tensor]], device, channels_last: bool = False) -> dict:
-    """Runs ``(key, views (V,3,h,w))`` pairs through ``model``, batching views of equal size together.
+    """Runs ``(key, views (V,3,h,w))`` tensor pairs through ``model``, batching views of equal size together.
 
-    Returns ``key → normalised scores of its V views`` (CPU tensor).
+    Returns ``key → normalised scores of its V views`` (CPU tensor). For callers that build their own
+    tensor views (e.g. random crops for soft labels); test-time scoring goes through the predictor.
     """
     by_shape: dict[tuple, list] = {}
-    for key, views in items:
-        by_shape.setdefault(tuple(views.shape[1:]), []).append((key, views))
+    for key, v in items:
+        by_shape.setdefault(tuple(v.shape[1:]), []).append((key, v))
     out = {}
     for group in by_shape.values():
         x = torch.cat([v for _, v in group]).to(device)
@@ -89,64 +79,81 @@ def forward_views(model, items: list[tuple[int, torch.Tensor]], device, channels
             x = x.contiguous(memory_format=torch.channels_last)
         z = model(x).float().cpu()
         start = 0
-        for key, views in group:
-            out[key] = z[start : start + len(views)]
-            start += len(views)
+        for key, v in group:
+            out[key] = z[start : start + len(v)]
+            start += len(v)
     return out
 
 
 def evaluate_model(
-    model: IQAModel,
+    model: IQAModel | predictor.Backend,
     ds: IQADataset,
-    transform: EvalTransform | None = None,
+    views: Views = None,
     batch_size: int = 8,
     workers: int = 0,
     n_boot: int = 1000,
     progress: bool = True,
+    strict: bool = False,
 ) -> dict:
-    """Protocol metrics of ``model`` on every row of ``ds`` (choose the split beforehand).
+    """Protocol metrics of ``model`` (an IQA model or any predictor backend) on every row of ``ds``.
 
-    Predictions are mapped to the dataset's own scale before fitting, so DMOS datasets (lower =
-    better) get positive correlations for a good model.
+    Choose the split beforehand. Predictions are mapped to the dataset's own scale before fitting, so
+    DMOS datasets (lower = better) get positive correlations for a good model. An image that cannot be
+    read is left out and listed under ``failures`` (``failed`` counts them); with ``strict`` the first
+    one raises :class:`~kdiqa.data.io.ImageLoadError` instead.
     """
-    transform = transform or eval_transform_for(model)
+    if isinstance(model, torch.nn.Module):
+        backend = TorchBackend(model, views, channels_last=True)
+    elif views is not None:
+        raise ValueError("a backend brings its own views: pass them when creating it")
+    else:
+        backend = model
+    paths = [r.path for r in ds.rows]
+    scored, z, failures = [], [], []
     t0 = time.perf_counter()
-    z = predict_paths(model, [r.path for r in ds.rows], transform, batch_size, workers, progress)
+    for i, zi, err in predictor.iter_predictions(backend, paths, batch_size, workers, progress, desc="predict"):
+        if err is None:
+            scored.append(i)
+            z.append(zi)
+        elif strict:
+            raise ImageLoadError(paths[i], err)
+        else:
+            failures.append({"image": paths[i], "error": err})
     seconds = time.perf_counter() - t0
-    pred = np.asarray(ds.denormalize(z))
-    result = evaluate_predictions(pred, ds.mos_array(), n_boot=n_boot)
+    if not scored:
+        raise ValueError(f"{ds.name}: none of the {len(paths)} image(s) could be read")
+    pred = np.atleast_1d(np.asarray(ds.denormalize(np.asarray(z))))
+    result = evaluate_predictions(pred, ds.mos_array()[scored], n_boot=n_boot)
     result.update(
         {
             "dataset": ds.name,
-            "model": model.name,
-            "eval_mode": transform.mode,
-            "eval_crop": transform.crop,
-            "eval_views": _n_views(transform),
+            "model": backend.name,
+            "eval_mode": backend.cfg.mode,
+            "eval_crop": backend.cfg.crop,
+            "eval_views": backend.cfg.n_views,
             "seconds": round(seconds, 2),
+            "failed": len(failures),
+            "failures": failures,
         }
     )
     result["_predictions"] = pred.tolist()
+    result["_scored"] = scored
     return result
-
-
-def _n_views(t: EvalTransform) -> int:
-    if t.mode == "crops":
-        return t.n_crops * (2 if t.flip else 1)
-    return 1
 
 
 def write_results(result: dict, ds: IQADataset, output: str | Path | None, plot: str | Path | None) -> None:
     """Writes the metrics JSON (with per-image predictions) and the scatter plot."""
     pred = result.pop("_predictions")
+    rows = [ds.rows[i] for i in result.pop("_scored", range(len(ds.rows)))]  # the images that could be read
     if output:
         payload = {
             **result,
-            "predictions": [{"image": r.path, "mos": r.mos, "pred": p} for r, p in zip(ds.rows, pred, strict=True)],
+            "predictions": [{"image": r.path, "mos": r.mos, "pred": p} for r, p in zip(rows, pred, strict=True)],
         }
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(json.dumps(_finite(payload), indent=2, allow_nan=False))
     if plot:
-        scatter_plot(np.asarray(pred), ds.mos_array(), result, plot)
+        scatter_plot(np.asarray(pred), np.array([r.mos for r in rows], dtype=np.float64), result, plot)
 
 
 def _finite(obj):

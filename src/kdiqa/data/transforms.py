@@ -3,7 +3,8 @@ own normalisation, so one transform serves every backbone.
 
 Training: optional resize of the shorter side, random crop (padded by reflection when the image is
 smaller) and horizontal flip. Evaluation: the full image, a centre crop, or N crops (4 corners +
-centre, plus their mirrors) whose predictions are averaged.
+centre, plus their mirrors) whose predictions are averaged; those views are made in numpy by
+:func:`kdiqa.runtime.preprocess.make_views`, shared with the ONNX runtime.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
+from ..runtime.preprocess import MODES, PreprocessConfig, make_views
 from .io import as_rgb_image, resize_short
-from .views import check_n_crops, crop_boxes
 
 
 def as_pil(image) -> Image.Image:
@@ -59,7 +60,10 @@ class TrainTransform:
 
 
 class EvalTransform:
-    """Test-time views of one image, stacked as (V, 3, H, W); predictions are averaged over V.
+    """Test-time views of one image as a tensor (V, 3, H, W); predictions are averaged over V.
+
+    A torch view of :func:`kdiqa.runtime.preprocess.make_views`, the one implementation of the views
+    (the predictor, :mod:`kdiqa.runtime.predictor`, uses that directly; ``cfg`` is its configuration).
 
     Args:
         mode: ``"full"`` (whole image), ``"center"`` (one centre crop) or ``"crops"`` (``n_crops``
@@ -68,9 +72,9 @@ class EvalTransform:
         n_crops: number of crops for ``crops``: centre, then the 4 corners, then an even grid
             (:func:`kdiqa.data.views.crop_boxes`; 9 is the 3 × 3 grid, 25 the 5 × 5).
         resize: optional shorter-side resize applied first.
+        flip: add mirrored views in ``crops`` mode.
         max_short: downscale (never upscale) so the shorter side is at most this, e.g. to bring
             12-megapixel photos to the resolution a model was trained at.
-        flip: add mirrored views in ``crops`` mode.
 
     Example:
         >>> from PIL import Image
@@ -78,7 +82,7 @@ class EvalTransform:
         torch.Size([10, 3, 32, 32])
     """
 
-    MODES = ("full", "center", "crops")
+    MODES = MODES
 
     def __init__(
         self,
@@ -91,21 +95,11 @@ class EvalTransform:
     ) -> None:
         if mode not in self.MODES:
             raise ValueError(f"eval mode must be one of {self.MODES}, got {mode!r}")
-        check_n_crops(n_crops)
+        self.cfg = PreprocessConfig(
+            mode=mode, crop=crop, n_crops=n_crops, resize=resize, flip=flip, max_short=max_short
+        )
         self.mode, self.crop, self.n_crops, self.resize, self.flip = mode, crop, n_crops, resize, flip
         self.max_short = max_short
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        img = resize_short(img, self.resize)
-        if self.max_short and min(img.size) > self.max_short:
-            img = resize_short(img, self.max_short)
-        t = TF.to_dtype(TF.to_image(img), torch.float32, scale=True)
-        if self.mode == "full":
-            return t[None]
-        t = _pad_to(t, self.crop)
-        c = self.crop
-        boxes = crop_boxes(t.shape[-2], t.shape[-1], c, 1 if self.mode == "center" else self.n_crops)
-        views = [t[:, y : y + c, x : x + c] for y, x in boxes]
-        if self.mode == "crops" and self.flip:
-            views += [v.flip(-1) for v in views]
-        return torch.stack(views)
+        return torch.from_numpy(make_views(img, self.cfg))

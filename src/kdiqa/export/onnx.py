@@ -11,6 +11,7 @@ The exported folder is everything a runtime needs:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import platform
 import warnings
@@ -40,20 +41,10 @@ def _onnx():
 
 def preprocess_config(model: IQAModel, files: dict[str, str] | None = None) -> PreprocessConfig:
     """The runtime's view of ``model``: its default test-time views and output scale."""
-    c = model.cfg
-    return PreprocessConfig(
-        model=c.name,
-        mode=c.eval_mode,
-        crop=c.eval_crop,
-        n_crops=c.eval_n_crops,
-        flip=True,
-        max_short=c.eval_max_short,
-        score_range=tuple(c.score_range),
-        higher_better=c.higher_better,
+    return dataclasses.replace(
+        PreprocessConfig.for_model(model.cfg),
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
-        mean=tuple(c.mean),
-        std=tuple(c.std),
         files=files or {"fp32": FP32_NAME},
     )
 

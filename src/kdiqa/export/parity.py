@@ -6,8 +6,9 @@ Two checks, both recorded in ``export.json``:
   sample images at several input sizes and a batch of two (this is what catches a broken export:
   a size baked into the graph, a wrong normalisation, a missing layer).
 - :func:`labelled_parity`: SRCC/PLCC against MOS on a labelled set for torch, fp32 and int8, each
-  through its own pipeline (torch's ``EvalTransform`` vs the runtime's numpy views), so a
-  difference in preprocessing would show here too.
+  a backend of the one predictor (:mod:`kdiqa.runtime.predictor`): the torch model with its own
+  default views, the exported models with the views their ``preprocess.json`` describes, so a
+  wrong ``preprocess.json`` would show here too.
 """
 
 from __future__ import annotations
@@ -109,8 +110,9 @@ def labelled_parity(
         of normalised predictions.
     """
     from ..data.datasets import get_dataset
-    from ..evaluation import eval_transform_for, predict_paths
     from ..metrics import plcc, srcc
+    from ..predict import TorchBackend
+    from ..runtime.predictor import predict_paths
 
     ds = get_dataset(dataset, root).subset(split)
     rows = ds.rows[:limit] if limit else ds.rows
@@ -119,11 +121,11 @@ def labelled_parity(
         raise ValueError(f"{dataset} {split}: {len(rows)} image(s); parity needs at least 3")
     out: dict = {"dataset": dataset, "split": split, "n": len(rows)}
     t0 = time.perf_counter()
-    z_torch = predict_paths(model, paths, eval_transform_for(model), batch_size, channels_last=False)
+    z_torch = predict_paths(TorchBackend(model), paths, batch_size)
     preds = {"torch": (z_torch, time.perf_counter() - t0)}
     for name, scorer in scorers.items():
         t0 = time.perf_counter()
-        preds[name] = (scorer.predict_paths(paths, batch_size), time.perf_counter() - t0)
+        preds[name] = (predict_paths(scorer, paths, batch_size), time.perf_counter() - t0)
     for name, (z, seconds) in preds.items():
         pred = np.asarray(ds.denormalize(z))
         entry = {"srcc": srcc(pred, mos), "plcc": plcc(pred, mos), "seconds": round(seconds, 2)}

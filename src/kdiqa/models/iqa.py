@@ -197,23 +197,20 @@ class IQAModel(nn.Module):
         z = z if self.cfg.higher_better else 1 - z
         return z * (hi - lo) + lo
 
-    @torch.no_grad()
     def score(self, image, mode: str | None = None) -> float:
         """Scores one image (path, PIL image, HWC uint8 numpy array, or CHW [0,1] tensor).
 
-        Returns the score on the model's output scale (e.g. MOS 0–100 for a CLIVE-trained model).
+        Returns the score on the model's output scale (e.g. MOS 0–100 for a CLIVE-trained model),
+        through the predictor's torch backend (the model's own views, or ``mode``'s).
         """
-        from ..data.transforms import as_pil
-        from ..evaluation import eval_transform_for
+        from ..predict import TorchBackend
+        from ..runtime.preprocess import PreprocessConfig
 
         was_training = self.training
-        self.eval()
-        tf = eval_transform_for(self, mode)
-        views = tf(as_pil(image))
-        device = next(self.parameters()).device
-        z = self(views.to(device)).mean()
-        self.train(was_training)
-        return float(self.to_output_scale(z))
+        try:
+            return TorchBackend(self, PreprocessConfig.for_model(self.cfg, mode)).score(image)
+        finally:
+            self.train(was_training)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,9 +1,10 @@
-"""Test-time views in numpy: the torch-free twin of :class:`kdiqa.data.transforms.EvalTransform`.
+"""Test-time views in numpy: the one place where an image becomes a model's input.
 
-An exported model folder's ``preprocess.json`` describes how images become the model's input; this
-module reads it and produces the same float32 arrays as the torch pipeline (the same Pillow
-bicubic resizes, the same crops, padding and mirrors), so ONNX Runtime scores match torch scores.
-Nothing here imports torch.
+:class:`PreprocessConfig` says which views to take (``full``/``center``/``crops``, crop size, crop count,
+resizes) and how to read the output; :func:`make_views` turns an image into those views as float32
+(V, 3, H, W). Both prediction backends (torch and ONNX Runtime, :mod:`kdiqa.runtime.predictor`) and
+:class:`kdiqa.data.transforms.EvalTransform` take their views from here. An exported model folder's
+``preprocess.json`` is this configuration written out. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class PreprocessConfig:
     score is the mean over its views, mapped to ``score_range`` (reversed if not ``higher_better``).
     """
 
-    model: str
+    model: str = ""
     mode: str = "full"  # full | center | crops
     crop: int = 384
     n_crops: int = 5
@@ -54,6 +55,31 @@ class PreprocessConfig:
         check_n_crops(self.n_crops)
         self.score_range = tuple(self.score_range)
         self.mean, self.std = tuple(self.mean), tuple(self.std)
+
+    @classmethod
+    def for_model(
+        cls, cfg, mode: str | None = None, crop: int | None = None, n_crops: int | None = None
+    ) -> PreprocessConfig:
+        """The default views and output scale of a model, from its ``ModelConfig`` (attribute access only).
+
+        ``mode``, ``crop`` and ``n_crops`` override the model's defaults when given.
+        """
+        return cls(
+            model=cfg.name,
+            mode=mode or cfg.eval_mode,
+            crop=crop or cfg.eval_crop,
+            n_crops=n_crops or cfg.eval_n_crops,
+            max_short=cfg.eval_max_short,
+            score_range=tuple(cfg.score_range),
+            higher_better=cfg.higher_better,
+            mean=tuple(cfg.mean),
+            std=tuple(cfg.std),
+        )
+
+    @property
+    def n_views(self) -> int:
+        """Views per image: 1 for ``full``/``center``, ``n_crops`` (twice that with ``flip``) for ``crops``."""
+        return self.n_crops * (2 if self.flip else 1) if self.mode == "crops" else 1
 
     def to_json(self) -> dict:
         """The ``preprocess.json`` payload (with a format tag and a human-readable description)."""

@@ -1,17 +1,15 @@
-"""Scoring images with an exported model on ONNX Runtime (numpy + Pillow + onnxruntime; no torch)."""
+"""The ONNX Runtime backend: an exported model (numpy + Pillow + onnxruntime; no torch)."""
 
 from __future__ import annotations
 
 import dataclasses
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from ..data.io import ImageLoadError
-from ..score_io import ScoreResult
-from .preprocess import PreprocessConfig, make_views
+from ..models.pretrained import ONNX_SUBDIR, is_pretrained, resolve_name, weights_folder
+from .predictor import score_image
+from .preprocess import PREPROCESS_NAME, PreprocessConfig
 
 
 def _ort():
@@ -47,10 +45,13 @@ def open_session(path: str | Path, threads: int | None = None):
 
 
 class OnnxScorer:
-    """An exported kdiqa model (``kdiqa export``) on ONNX Runtime.
+    """An exported kdiqa model (``kdiqa export``) on ONNX Runtime: a :class:`~kdiqa.runtime.predictor.Backend`.
+
+    Many files: :func:`kdiqa.runtime.score_paths` / :func:`kdiqa.runtime.predict_paths` with this backend.
 
     Args:
-        folder: the exported folder (``preprocess.json`` + ``model.onnx`` [+ ``model.int8.onnx``]).
+        folder: the exported folder (``preprocess.json`` + ``model.onnx`` [+ ``model.int8.onnx``]), or a
+            bundled name or alias (``default``) whose installation ships an ``onnx/`` export.
         variant: ``"fp32"`` or ``"int8"`` (a file listed in ``preprocess.json``).
         threads: intra-op threads (``None``: ONNX Runtime's default, one per core).
         mode, crop, n_crops: override the exported test-time views (``full``/``center``/``crops``).
@@ -71,7 +72,7 @@ class OnnxScorer:
         crop: int | None = None,
         n_crops: int | None = None,
     ) -> None:
-        self.folder = Path(folder)
+        self.folder = resolve_onnx_folder(folder)
         if not self.folder.is_dir():
             raise FileNotFoundError(f"{folder}: not a folder (expected the output of `kdiqa export`)")
         overrides = {k: v for k, v in (("mode", mode), ("crop", crop), ("n_crops", n_crops)) if v is not None}
@@ -81,6 +82,7 @@ class OnnxScorer:
         self.variant = variant
         self.path = self.folder / self.cfg.files[variant]
         self.session = open_session(self.path, threads)
+        self.max_batch: int | None = None  # views per forward (None: a whole batch of equal-size views)
 
     @property
     def name(self) -> str:
@@ -93,72 +95,24 @@ class OnnxScorer:
             raise ValueError(f"expected a (B, 3, H, W) batch, got shape {batch.shape}")
         return self.session.run([self.cfg.output_name], {self.cfg.input_name: batch})[0].reshape(-1)
 
-    def predict_views(self, items: list[tuple[int, np.ndarray]], max_batch: int | None = None) -> dict:
-        """``key → normalised scores of its views`` for ``(key, views (V,3,h,w))`` pairs; views of equal
-        size are batched together (at most ``max_batch`` per run when given)."""
-        by_shape: dict[tuple, list] = {}
-        for key, views in items:
-            by_shape.setdefault(views.shape[1:], []).append((key, views))
-        out = {}
-        for group in by_shape.values():
-            x = np.concatenate([v for _, v in group])
-            step = max_batch or len(x)
-            z = np.concatenate([self.predict(x[i : i + step]) for i in range(0, len(x), step)])
-            start = 0
-            for key, views in group:
-                out[key] = z[start : start + len(views)]
-                start += len(views)
-        return out
-
-    def views(self, image) -> np.ndarray:
-        """The model's test-time views of one image (path, PIL image or numpy array)."""
-        return make_views(image, self.cfg)
-
-    def predict_normalised(self, image) -> float:
-        """One image's normalised score (mean over its views), higher = better."""
-        return float(self.predict(self.views(image)).mean())
-
     def score(self, image) -> float:
         """One image's score on the model's output scale (e.g. MOS 0–100 for a CLIVE-trained model)."""
-        return float(self.cfg.to_output_scale(self.predict_normalised(image)))
+        return score_image(self, image)
 
-    def predict_paths(self, paths: list[str], batch_size: int = 8) -> np.ndarray:
-        """Normalised scores (mean over views), one per path; a bad file raises ``ImageLoadError``."""
-        out = np.zeros(len(paths), dtype=np.float64)
-        for start in range(0, len(paths), batch_size):
-            items = [(i, make_views(paths[i], self.cfg)) for i in range(start, min(start + batch_size, len(paths)))]
-            for i, z in self.predict_views(items).items():
-                out[i] = float(z.mean())
-        return out
 
-    def score_paths(
-        self,
-        paths: list[str],
-        batch_size: int = 8,
-        progress: bool = False,
-        on_result: Callable[[ScoreResult], None] | None = None,
-    ) -> list[ScoreResult]:
-        """Scores every path; a file that cannot be decoded becomes a result with ``error`` set.
+def resolve_onnx_folder(model: str | Path) -> Path:
+    """The exported folder behind ``model``: a bundled name or alias (its ``onnx/`` folder), or a path.
 
-        ``on_result`` is called with each :class:`~kdiqa.score_io.ScoreResult` as soon as it is known.
-        """
-        results: list[ScoreResult] = []
-        for start in range(0, len(paths), batch_size):
-            chunk = list(enumerate(paths[start : start + batch_size], start))
-            done, items = [], []
-            for i, p in chunk:
-                try:
-                    items.append((i, make_views(p, self.cfg)))
-                except ImageLoadError as exc:
-                    done.append((i, ScoreResult(p, error=exc.reason)))
-            for i, z in self.predict_views(items).items():
-                done.append((i, ScoreResult(paths[i], score=float(self.cfg.to_output_scale(float(z.mean()))))))
-            for _, r in sorted(done, key=lambda t: t[0]):
-                results.append(r)
-                if on_result:
-                    on_result(r)
-            if progress:
-                print(f"\rscore: {min(start + batch_size, len(paths))}/{len(paths)}", end="", file=sys.stderr)
-        if progress and paths:
-            print(file=sys.stderr)
-        return results
+    Example:
+        >>> resolve_onnx_folder("default").parts[-2:]
+        ('iqa_mobilenetv3_small_050.clive', 'onnx')
+    """
+    if is_pretrained(model):
+        folder = weights_folder(model) / ONNX_SUBDIR
+        if not (folder / PREPROCESS_NAME).is_file():
+            raise FileNotFoundError(
+                f"{model}: this installation has no bundled ONNX export of {resolve_name(model)} ({folder}); "
+                "export one with `kdiqa export` and pass its folder as --model"
+            )
+        return folder
+    return Path(model)
