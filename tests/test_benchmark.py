@@ -80,7 +80,7 @@ def test_distill_ablation_configs_per_student():
     root = Path(__file__).parent.parent / "configs"
     small, *others = (load_config(DistillRunConfig, root.parent / f) for f in bench.README_CONFIGS.values())
     assert bench.check_shared_setup([small, *others]) is small  # the README table's files agree
-    other = load_config(DistillRunConfig, root / "distill_clive.yaml", ["labelled.crop=224"])
+    other = load_config(DistillRunConfig, root / "distill" / "clive_lite0.yaml", ["labelled.crop=224"])
     with pytest.raises(SystemExit, match="differ in 'labelled'"):
         bench.check_shared_setup([small, other])
 

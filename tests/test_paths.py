@@ -95,3 +95,19 @@ def test_cli_missing_root_error(no_root, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("kdiqa materialize-pool: error: the data root is not set")
     assert "--data-root DIR" in err and "KDIQA_DATA" in err and len(err.splitlines()) == 1
+
+
+def test_speed_benchmark_data_without_and_with_a_root(no_root, monkeypatch, tmp_path):
+    from kdiqa.bench.speed import SpeedOptions, _calibration_source, _parity_root
+
+    pool = tmp_path / "pool.yaml"
+    pool.write_text("sources:\n  - path: data:pristine\n")
+    assert _calibration_source(str(pool)) is None  # synthetic calibration images instead
+    assert _parity_root(SpeedOptions()) is None  # labelled parity skipped
+    (tmp_path / "pristine").mkdir()
+    (tmp_path / "clive").mkdir()
+    monkeypatch.setenv(paths.DATA_ENV, str(tmp_path))
+    assert _calibration_source(str(pool)) == str(pool)
+    assert _parity_root(SpeedOptions()) == str(tmp_path / "clive")
+    assert _parity_root(SpeedOptions(parity_root=str(tmp_path / "absent"))) is None
+    assert _parity_root(SpeedOptions(parity_dataset=None)) is None

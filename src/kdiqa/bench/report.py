@@ -16,7 +16,7 @@ def markdown(result: dict) -> str:
         "",
         f"{result['cpu']}, {o['threads']} threads (torch.set_num_threads / onnxruntime intra-op), "
         f"warm-up {o['warmup']}, up to {o['iters']} timed calls per cell (~{o['budget_s']} s budget); "
-        f"load average at start {result['load_average_at_start']}; started {result['started']}.",
+        f"load average at start {result['load_average_at_start']}.",
         f"fp32 peak estimate: {result['peak_fp32']['gflops']:.1f} GFLOP/s ({result['peak_fp32']['method']}).",
         "",
         f"- default student ONNX fp32, {size}x{size}, batch 1: "

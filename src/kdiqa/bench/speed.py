@@ -1,4 +1,4 @@
-"""``kdiqa benchmark``: cost of the teacher, the students and peer methods on this CPU.
+"""``kdiqa benchmark``: cost of the teacher, the students and peer methods on the CPU it runs on.
 
 For every kdiqa model, in torch eager and ONNX Runtime fp32/int8, at each input size: parameters,
 MACs, latency p50/p90 at batch 1 and throughput at batch 8, with a fixed thread count and warm-up.
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..paths import DataRootError, dataset_root, resolve
 from ..profiling import count_macs, count_params, measure_latency
 
 STUDENTS = ["iqa_effnet_lite0", "iqa_mobilenetv3_small_050", "iqa_lcnet_050"]
@@ -42,10 +43,10 @@ class SpeedOptions:
     iters: int = 30  # timed calls at most (fewer for slow models, see budget_s)
     budget_s: float = 10.0  # target timing seconds per cell; slow models get fewer calls (at least 3 / 1)
     int8: bool = True
-    calibration: str | None = "configs/pool_default.yaml"  # folder or pool YAML; synthetic images if absent
+    calibration: str | None = "configs/pool/default.yaml"  # folder or pool YAML; synthetic images if absent
     calib_images: int = 64
     parity_dataset: str | None = "clive"  # int8 SRCC drop of the default student
-    parity_root: str | None = "../shared/data/clive"
+    parity_root: str | None = None  # its folder; None: <data root>/<dataset> (kdiqa.paths); skipped if absent
     parity_split: str = "test"
     parity_limit: int | None = None
     peers: list[str] = field(default_factory=lambda: list(PEERS))
@@ -83,7 +84,7 @@ def _timed(fn, opts: SpeedOptions, min_iters: int) -> dict:
 
 
 def peak_fp32_flops(threads: int, n: int = 2048, repeats: int = 5) -> dict:
-    """This CPU's attainable fp32 FLOP/s on ``threads`` threads: the best of timed n×n matmuls."""
+    """The CPU's attainable fp32 FLOP/s on ``threads`` threads: the best of timed n×n matmuls."""
     torch.set_num_threads(threads)
     a, b = torch.rand(n, n), torch.rand(n, n)
     torch.mm(a, b)
@@ -145,7 +146,22 @@ def _calibration_source(source: str | None) -> str | None:
     from ..data.pools import PoolConfig
 
     pool = load_config(PoolConfig, source, [])
-    return source if all(Path(src.path).exists() for src in pool.sources) else None
+    try:
+        found = all(Path(resolve(src.path)).exists() for src in pool.sources)
+    except DataRootError:
+        return None  # its sources need a data root and none is set: synthetic images instead, as when absent
+    return source if found else None
+
+
+def _parity_root(opts: SpeedOptions) -> str | None:
+    """The labelled parity dataset's folder if it is here (``parity_root``, else ``<data root>/<dataset>``)."""
+    if not opts.parity_dataset:
+        return None
+    try:
+        root = dataset_root(opts.parity_dataset, opts.parity_root)
+    except DataRootError:
+        return None  # no data root set: the labelled parity is skipped, as for an absent folder
+    return root if Path(root).is_dir() else None
 
 
 def _export(model, folder: Path, opts: SpeedOptions, labelled: bool) -> tuple[Path, dict]:
@@ -153,14 +169,14 @@ def _export(model, folder: Path, opts: SpeedOptions, labelled: bool) -> tuple[Pa
     from ..export.parity import synthetic_images
 
     calibration = _calibration_source(opts.calibration)
-    parity = labelled and opts.parity_dataset and opts.parity_root and Path(opts.parity_root).is_dir()
+    parity_root = _parity_root(opts) if labelled else None
     eopts = ExportOptions(
         int8=opts.int8,
         calibration=calibration,
         calib_images=opts.calib_images,
         threads=opts.threads,
-        parity_dataset=opts.parity_dataset if parity else None,
-        parity_root=opts.parity_root,
+        parity_dataset=opts.parity_dataset if parity_root else None,
+        parity_root=parity_root,
         parity_split=opts.parity_split,
         parity_limit=opts.parity_limit,
     )
@@ -287,7 +303,6 @@ def run(opts: SpeedOptions) -> dict:
     from .report import markdown
 
     torch.set_num_threads(opts.threads)
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
     load = os.getloadavg()
     peak = peak_fp32_flops(opts.threads)
     print(f"[benchmark] fp32 peak estimate {peak['gflops']:.1f} GFLOP/s on {opts.threads} threads", flush=True)
@@ -301,7 +316,6 @@ def run(opts: SpeedOptions) -> dict:
     _bench_peers(opts, inputs, peak["gflops"] * 1e9, rows, skipped)
     result = summarize(rows, exports, opts) | {
         "quick": opts.quick,
-        "started": started,
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "load_average_at_start": [round(v, 2) for v in load],
