@@ -8,7 +8,7 @@ import pytest
 
 from kdiqa.cli import main
 
-SMOKE_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "tiny_smoke.yaml")
+SMOKE_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "smoke" / "tiny.yaml")
 
 
 def _train(rated_folder, out, *extra):

@@ -247,3 +247,64 @@ threads: 1
     cfg.write_text(body.replace("BS", "64").replace(str(tmp_path / "run"), str(tmp_path / "run2")))
     assert main(["distill", "--config", str(cfg), "--quiet"]) == 2
     assert "stage 0: 14 'labelled' items make no batch of 64" in capsys.readouterr().err
+
+
+def test_distill_reads_pseudo_label_soft_labels(tmp_path, rated_folder, tiny_teacher_and_photos, monkeypatch, capsys):
+    """`kdiqa pseudo-label` writes the targets a distillation run reads (`soft_labels`): the pool's
+    batches carry the stored teacher scores, so the teacher is not run on them."""
+    import json
+
+    from kdiqa.cli import main
+    from kdiqa.distill.data import soft_label_pool
+    from kdiqa.distill.engine import DistillRunConfig
+    from kdiqa.distill.response import ResponseDistill
+    from kdiqa.softlabels import load_soft_labels
+
+    teacher, photos = tiny_teacher_and_photos
+    pool_yaml = tmp_path / "pool.yaml"
+    pool_yaml.write_text(f"sources: [{{path: {photos}}}]\nper_image: 2\n")
+    labels = tmp_path / "soft.sqlite"
+    assert main(["pseudo-label", "--teacher", str(teacher), "--pool", str(pool_yaml), "--out", str(labels),
+                 "--crop", "32", "--workers", "0", "--quiet"]) == 0  # fmt: skip
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(f"""
+method: response
+student: iqa_test_tiny
+teacher: {teacher}
+soft_labels: {labels}
+pool: {{sources: [{{path: {photos}}}], per_image: 2}}
+labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 32, batch_size: 4, workers: 0, val_fraction: 0.25}}
+stages: [{{stage: soft, data: pool, epochs: 1, steps_per_epoch: 3}}]
+eval: {{mode: center, crop: 32}}
+out_dir: {tmp_path / "run"}
+threads: 1
+""")
+    seen = []
+    original = ResponseDistill.teacher_targets
+    monkeypatch.setattr(
+        ResponseDistill,
+        "teacher_targets",
+        lambda self, b, maps=True: seen.append("t_score" in b) or original(self, b, maps),
+    )
+    assert main(["distill", "--config", str(cfg), "--quiet"]) == 0
+    assert seen == [True, True, True]  # every pool batch came with its stored targets
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["total_steps"] == 3
+
+    from kdiqa.config import load_config
+    from kdiqa.data.transforms import TrainTransform
+    from kdiqa.engine import labelled_splits
+
+    run_cfg = load_config(DistillRunConfig, cfg)
+    _, _, val_ds = labelled_splits(run_cfg.labelled)
+    pool = soft_label_pool(run_cfg, teacher, val_ds, TrainTransform(32))
+    stored = load_soft_labels(labels)
+    item = pool.labels.rows[0][0]
+    assert pool[0]["t_score"].item() == pytest.approx(stored[item.item_id][0]) and torch.isnan(pool[0]["score"])
+    # labels of another teacher are refused, and so are feature methods (the file holds scores only)
+    other = tmp_path / "other"
+    kdiqa.save_model(kdiqa.create_model("iqa_test_tiny"), other)
+    with pytest.raises(ValueError, match="labelled by another teacher"):
+        soft_label_pool(load_config(DistillRunConfig, cfg, [f"teacher={other}"]), other, val_ds, TrainTransform(32))
+    capsys.readouterr()
+    assert main(["distill", "--config", str(cfg), "--quiet", "--set", "method=hints", "--set", "resume=false"]) == 2
+    assert "soft_labels hold scores only; hints needs the teacher's maps" in capsys.readouterr().err
