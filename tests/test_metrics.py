@@ -58,3 +58,68 @@ def test_bootstrap_ci_contains_estimate():
 def test_too_few_images():
     with pytest.raises(ValueError, match="at least 3"):
         evaluate_predictions([1, 2], [1, 2])
+
+
+def _logistic_case(n: int = 232, seed: int = 0):
+    """Predictions related to MOS by a sigmoid plus noise, like a model's on a test split."""
+    rng = np.random.default_rng(seed)
+    mos = rng.uniform(5, 95, n)
+    return 1 / (1 + np.exp(-(mos - 50) / 15)) + rng.normal(0, 0.08, n), mos
+
+
+# Intervals of the per-resample reference (bootstrap_ci with a curve_fit per resample), n=1000.
+REFERENCE_CIS = {
+    "sigmoid": ((0.9445209231361495, 0.9663300471567976), (0.9554969794121488, 0.9711073857100562)),
+    "weak": ((0.4601463377396879, 0.6641647692890508), (0.47729771695453144, 0.6626770283125673)),
+}
+
+
+def _weak_case():
+    rng = np.random.default_rng(7)
+    mos = rng.uniform(1, 5, 232)
+    return mos + rng.normal(0, 2.0, 232), mos
+
+
+@pytest.mark.parametrize(("name", "seed"), [("sigmoid", 0), ("weak", 3)])
+def test_vectorised_bootstrap_matches_reference(name, seed):
+    from kdiqa.metrics import bootstrap_cis
+
+    pred, mos = _logistic_case() if name == "sigmoid" else _weak_case()
+    cis = bootstrap_cis(pred, mos, n=1000, seed=seed)
+    srcc_ref, plcc_ref = REFERENCE_CIS[name]
+    assert cis["srcc_ci95"] == pytest.approx(srcc_ref, abs=1e-4)  # the same to 3 decimals
+    assert cis["plcc_ci95"] == pytest.approx(plcc_ref, abs=1e-4)
+
+
+def test_vectorised_bootstrap_matches_the_per_resample_loop():
+    from kdiqa.metrics import bootstrap_ci, bootstrap_cis
+
+    pred, mos = _logistic_case(80, seed=4)
+    pred = 100 - 40 * pred  # a decreasing predictor: negative SRCC and PLCC
+    cis = bootstrap_cis(pred, mos, n=150, seed=9, level=0.9)
+    assert cis["srcc_ci95"] == pytest.approx(bootstrap_ci(pred, mos, srcc, 150, 9, 0.9), abs=1e-9)
+    assert cis["plcc_ci95"] == pytest.approx(bootstrap_ci(pred, mos, plcc, 150, 9, 0.9), abs=5e-4)
+    assert cis["plcc_ci95"][1] < 0
+
+
+def test_vectorised_logistic_fit_matches_curve_fit():
+    from kdiqa.metrics import fit_logistic_rows
+
+    pred, mos = _logistic_case(120, seed=2)
+    idx = np.random.default_rng(1).integers(0, 120, (20, 120))
+    beta = fit_logistic_rows(pred[idx], mos[idx], fit_logistic(pred, mos))
+    for row, b in zip(idx, beta, strict=True):
+        ref = logistic4(pred[row], *fit_logistic(pred[row], mos[row]))
+        assert np.abs(logistic4(pred[row], *b) - ref).max() < 1e-3  # the same mapping, in MOS units
+
+
+def test_bootstrap_takes_a_fraction_of_a_second():
+    import time
+
+    from kdiqa.metrics import evaluate_predictions
+
+    pred, mos = _logistic_case()
+    start = time.perf_counter()
+    r = evaluate_predictions(pred, mos, n_boot=1000)
+    assert time.perf_counter() - start < 5.0  # a curve_fit per resample took several seconds
+    assert r["srcc_ci95"] == pytest.approx(REFERENCE_CIS["sigmoid"][0], abs=5e-4)
