@@ -1,9 +1,11 @@
-"""The torch-free runtime: numpy views identical to torch's EvalTransform, and scoring with torch blocked."""
+"""The torch-free runtime: numpy views equal to torchvision's ops, and scoring with torch blocked."""
 
+import csv
 import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,13 +33,41 @@ from kdiqa.runtime import PreprocessConfig, make_views
         ((90, 60), "full", 32, 5, 40),
     ],
 )
-def test_numpy_views_equal_torch_views(size, mode, crop, n_crops, max_short):
-    img = synthetic_photo(size, seed=3)
+def test_numpy_views_equal_torchvision_views(size, mode, crop, n_crops, max_short):
+    """make_views against torchvision's own conversion, padding, crop and flip ops at the same positions."""
+    import torch
+    import torchvision.transforms.v2.functional as TF
+
+    from kdiqa.data.io import resize_short
+    from kdiqa.data.views import crop_boxes
+
+    photo = synthetic_photo(size, seed=3)
+    img = resize_short(photo, max_short) if max_short and min(photo.size) > max_short else photo
+    t = TF.to_dtype(TF.to_image(img), torch.float32, scale=True)
+    if mode == "full":
+        ref = t[None]
+    else:
+        ph, pw = max(0, crop - t.shape[1]), max(0, crop - t.shape[2])
+        pad_mode = "reflect" if ph < t.shape[1] and pw < t.shape[2] else "replicate"
+        t = torch.nn.functional.pad(t[None], (0, pw, 0, ph), mode=pad_mode)[0] if ph or pw else t
+        boxes = crop_boxes(t.shape[1], t.shape[2], crop, 1 if mode == "center" else n_crops)
+        views = [TF.crop(t, y, x, crop, crop) for y, x in boxes]
+        ref = torch.stack(views + ([TF.horizontal_flip(v) for v in views] if mode == "crops" else []))
     cfg = PreprocessConfig("m", mode=mode, crop=crop, n_crops=n_crops, max_short=max_short)
-    ref = EvalTransform(mode, crop, n_crops, max_short=max_short)(img).numpy()
-    got = make_views(img, cfg)
-    assert got.dtype == np.float32 and got.shape == ref.shape
-    np.testing.assert_array_equal(got, ref)
+    got = make_views(photo, cfg)
+    assert got.dtype == np.float32 and got.shape == tuple(ref.shape)
+    np.testing.assert_array_equal(got, ref.numpy())
+    np.testing.assert_array_equal(EvalTransform(mode, crop, n_crops, max_short=max_short)(photo).numpy(), got)
+
+
+def test_five_crops_are_torchvision_five_crop():
+    import torch
+    import torchvision.transforms.v2.functional as TF
+
+    img = synthetic_photo((72, 56), seed=1)  # even margins: torchvision rounds the centre the same way
+    got = make_views(img, PreprocessConfig(mode="crops", crop=32, n_crops=5, flip=False))
+    tl, tr, bl, br, centre = TF.five_crop(TF.to_dtype(TF.to_image(img), torch.float32, scale=True), [32, 32])
+    np.testing.assert_array_equal(got, torch.stack([centre, tl, tr, bl, br]).numpy())
 
 
 def test_preprocess_config_validates(tmp_path):
@@ -63,6 +93,9 @@ for name in ("torch", "torchvision", "timm"):
 """
 
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+
+
 def test_runtime_works_without_torch(tmp_path):
     from kdiqa.export import ExportOptions, export_model
 
@@ -81,18 +114,28 @@ def test_runtime_works_without_torch(tmp_path):
         score = scorer.score({str(tmp_path / "img_0.png")!r})
         rc = main(["score", {str(tmp_path)!r}, "--backend", "onnx", "--model", {str(out)!r},
                    "--output", {str(tmp_path / "s.json")!r}, "--quiet", "--threads", "1"])
+        # the bundled export of the default model: no --model, no export step
+        rc_default = [main(["score", {str(EXAMPLES)!r}, "--backend", "onnx", *extra, "--threads", "1",
+                            "--output", {str(tmp_path)!r} + f"/default{{i}}.csv", "--workers", "2"])
+                      for i, extra in enumerate([[], ["--int8"]])]
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "timm", "scipy")
                         and sys.modules[m] is not None)
-        print(json.dumps({{"score": score, "rc": rc, "loaded": loaded}}))
+        print(json.dumps({{"score": score, "rc": rc, "rc_default": rc_default, "loaded": loaded}}))
         """
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["rc"] == 0 and result["loaded"] == []
+    assert result["rc"] == 0 and result["rc_default"] == [0, 0] and result["loaded"] == []
     assert 0 <= result["score"] <= 100
     scores = json.loads((tmp_path / "s.json").read_text())["results"]
     assert len(scores) == 4 and all(r["score"] is not None for r in scores)
+    assert "img/s" in proc.stderr  # the progress bar shows the rate
+    torch_default = {str(p): kdiqa.load().score(p) for p in sorted(EXAMPLES.glob("*.jpg"))}
+    for i, tol in enumerate((1e-3, 1.5)):  # fp32: the same numbers; int8: within 1.5 MOS points
+        rows = {r["path"]: float(r["score"]) for r in csv.DictReader((tmp_path / f"default{i}.csv").open())}
+        assert rows.keys() == torch_default.keys()
+        assert max(abs(rows[p] - s) for p, s in torch_default.items()) < tol
 
 
 def test_runtime_install_has_no_torch_and_torch_commands_say_what_to_install():
@@ -102,7 +145,7 @@ def test_runtime_install_has_no_torch_and_torch_commands_say_what_to_install():
     meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
     runtime = meta["dependencies"] + meta["optional-dependencies"]["runtime"]
     names = {d.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip().lower() for d in runtime}
-    assert names == {"numpy", "pillow", "onnxruntime"}
+    assert names == {"numpy", "pillow", "tqdm", "onnxruntime"}
     code = BLOCK_TORCH + textwrap.dedent(
         """
         from kdiqa.cli import main

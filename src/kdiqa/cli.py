@@ -204,13 +204,16 @@ def _cmd_merge_labels(args) -> int:
 
 
 def _cmd_list_models(args) -> int:
-    from .hub import ALIASES, list_pretrained
+    from .models.pretrained import ALIASES, PRETRAINED_TAGS, installed, split_name
     from .models.zoo import create_model, list_models
 
     if args.pretrained:
-        for name in list_pretrained():
+        for name in list_models(args.filter, pretrained=True):
+            arch, tag = split_name(name)
             aliases = [a for a, t in ALIASES.items() if t == name]
-            print(name + (f"  (alias: {', '.join(aliases)})" if aliases else ""))
+            note = "" if name in installed() else "  [weights not installed]"
+            alias = f"  (alias: {', '.join(aliases)})" if aliases else ""
+            print(f"{name}\t{PRETRAINED_TAGS[arch][tag]}{alias}{note}")
         return 0
     for name in list_models(args.filter):
         line = name
