@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from kdiqa.checkpoint import load_model, read_config, save_model
+from kdiqa.paths import dataset_root
 
 CARD = """# {name} — {title}
 
@@ -54,12 +55,12 @@ DATA = {
 
 def describe_init(distill_config: dict | None, config_file: str | None = None) -> str:
     """The card's line on where the student's weights started (a ``student_init`` checkpoint or not); the
-    run's config file, when given, is named as the place of the commands that make that checkpoint."""
+    run's config file, when given, is named with configs/README.md, which gives the commands that make it."""
     cfg = distill_config or {}
     folder, pretrained = cfg.get("student_init"), cfg.get("student_pretrained", "none")
     if not folder:
         return "ImageNet weights." if pretrained not in (None, "none") else "random (no pre-training)."
-    where = f" The commands that make it are in the header of `{config_file}`." if config_file else ""
+    where = f" `{config_file}` names it; configs/README.md gives the commands that make it." if config_file else ""
     pretext = read_config(folder).get("pretext")
     if not pretext:
         return f"the checkpoint `{folder}`.{where}"
@@ -100,7 +101,7 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/distill_clive")
     ap.add_argument("--out", required=True)
     ap.add_argument("--max-short", type=int, default=500)
-    ap.add_argument("--live-readme", default="../shared/data/clive/LIVE_README.txt")
+    ap.add_argument("--live-readme", help="CLIVE's copyright notice (default: <data root>/clive/LIVE_README.txt)")
     ap.add_argument("--title", default="kdiqa's default model", help="the model card's heading after the name")
     args = ap.parse_args()
     result = json.loads(Path(args.results).read_text())
@@ -122,7 +123,7 @@ def main() -> None:
         "val_srcc": run["val_srcc"],
     }
     save_model(model, out, extra)
-    shutil.copy(args.live_readme, out / "LIVE_README.txt")
+    shutil.copy(args.live_readme or Path(dataset_root("clive")) / "LIVE_README.txt", out / "LIVE_README.txt")
     (out / "README.md").write_text(
         CARD.format(
             name=out.name,
@@ -132,7 +133,7 @@ def main() -> None:
             params=run["params"] / 1e6,
             gmacs=run["macs"] / 1e9,
             method=run["method"],
-            config=run.get("config", "configs/distill_clive.yaml"),
+            config=run.get("config", "configs/distill/"),
             results=args.results,
             how=HOW[kind].format(method=run["method"]),
             data=DATA[kind],

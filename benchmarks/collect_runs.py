@@ -1,10 +1,10 @@
 """Collects the validation record of finished ``kdiqa distill`` runs into one JSON and a Markdown table.
 
-For pilots compared on validation only (no ``test`` figures): each run's method, seed, steps, wall
+For runs compared on validation only (no ``test`` figures): each run's method, seed, steps, wall
 time, best validation SRCC (and where), and its validation SRCC after every stage.
 
-    python benchmarks/collect_runs.py runs/distill_small_long/*/seed* \\
-        --out benchmarks/results/distill_small_long_pilot.json --note "what the pilot compares"
+    python benchmarks/collect_runs.py runs/distill_clive/*/*/seed0 \\
+        --out runs/distill_clive_val.json --note "what the runs compare"
 """
 
 from __future__ import annotations

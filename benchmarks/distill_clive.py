@@ -7,10 +7,10 @@ evaluated on ``test`` (full image). Writes ``benchmarks/results/distill_clive.js
 row per run, means ± std per student × method), a Markdown table and a bar chart. Finished runs are
 skipped, so an interrupted ablation resumes.
 
-    python benchmarks/distill_clive.py      # the README's grid and recipes (README_CONFIGS; hours on a 2-core CPU)
+    python benchmarks/distill_clive.py      # the reported grid and recipes (README_CONFIGS; hours on a 2-core CPU)
     python benchmarks/distill_clive.py --quick              # a few steps per stage, one seed: a check
-    python benchmarks/distill_clive.py --config configs/distill_clive.yaml \\
-        iqa_effnet_lite0=configs/distill_clive_lite0_ml.yaml  # FILE for every student, STUDENT=FILE for one
+    python benchmarks/distill_clive.py --config configs/distill/clive_lite0.yaml \\
+        iqa_mobilenetv3_small_050=configs/distill/clive_mobilenetv3.yaml  # FILE for every student, STUDENT=FILE for one
     python benchmarks/distill_clive.py --include a.json b.json --collect-only  # one table from grids run elsewhere
 """
 
@@ -35,12 +35,12 @@ from kdiqa.models.weights import OFFLINE_PACKAGES
 from kdiqa.profiling import count_macs, measure_latency
 
 METHODS = ("none", "response", "hints", "review")
-# The README table's recipe per student. The small student starts from the pretext checkpoint that its
-# config names (``student_init``): make it first, as the README says.
+# The reported table's recipe per student (docs/results.md). The MobileNetV3 student starts from the pretext
+# checkpoint that its config names (``student_init``): make it first, as configs/README.md says.
 README_CONFIGS = {
-    "iqa_mobilenetv3_small_050": "configs/distill_clive_small_v3.yaml",
-    "iqa_effnet_lite0_s4": "configs/distill_clive_lite0_s4.yaml",
-    "iqa_effnet_lite0": "configs/distill_clive_lite0_long.yaml",
+    "iqa_mobilenetv3_small_050": "configs/distill/clive_mobilenetv3.yaml",
+    "iqa_effnet_lite0_s4": "configs/distill/clive_lite0_s4.yaml",
+    "iqa_effnet_lite0": "configs/distill/clive_lite0.yaml",
 }
 STUDENTS = tuple(README_CONFIGS)
 
@@ -314,7 +314,7 @@ def check_same_teacher(teacher: dict, out: Path, previous: dict, runs_dir: Path)
 def include_runs(runs: dict, path: str, other: dict, teacher: dict, args) -> None:
     """Adds to ``runs`` the finished runs that ``other`` (the result file ``path``) holds for this selection.
 
-    Grids split across folders, sessions or machines become one table this way. The file must come
+    Grids split across folders or machines become one table this way. The file must come
     from the same teacher, and a run already in ``runs`` must agree with it.
     """
     if other.get("teacher", {}).get("fingerprint") != teacher["fingerprint"]:

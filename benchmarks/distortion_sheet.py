@@ -5,7 +5,7 @@ KADID index, name and level parameters as row labels, to check the distortions b
 measures images/s per type at 500×500 on the CPU.
 
 Example:
-    python benchmarks/distortion_sheet.py --image /work/shared/data/pristine/kodak24/kodim23.png \\
+    python benchmarks/distortion_sheet.py --image "$KDIQA_DATA/pristine/kodak24/kodim23.png" \\
         --out docs/distortions_contact_sheet.png --size 128
     python benchmarks/distortion_sheet.py --image photo.png --throughput runs/distortion_speed.json
 """

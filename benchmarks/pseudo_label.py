@@ -1,6 +1,6 @@
 """Pseudo-labelling throughput versus the teacher's pure forward rate, in one run.
 
-    python benchmarks/pseudo_label.py --teacher teacher --pool configs/pool_default.yaml --n-items 256
+    python benchmarks/pseudo_label.py --teacher teacher --pool configs/pool/default.yaml --n-items 256
 
 1. Pure forward: the teacher on preloaded (B, 3, crop, crop) tensors, images/s.
 2. ``pseudo_label`` on an evenly spaced sample of the pool (clean + distorted items), on the fly
@@ -40,7 +40,7 @@ def forward_rate(model, crop: int, batch: int, n_batches: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", default="teacher")
-    ap.add_argument("--pool", default="configs/pool_default.yaml")
+    ap.add_argument("--pool", default="configs/pool/default.yaml")
     ap.add_argument("--n-items", type=int, default=256)
     ap.add_argument("--crop", type=int, default=384)
     ap.add_argument("--batch-size", type=int, default=16)

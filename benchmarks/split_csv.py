@@ -1,11 +1,12 @@
 """Writes the image list of one split of a dataset, after the validation split is carved out, as a pool CSV.
 
-Pilots compared on a validation split must not show its images to any stage of the student, not even
+Runs compared on a validation split must not show its images to any stage of the student, not even
 unlabelled (a pretext task, a pool). ``kdiqa distill`` drops them from its pool by itself; ``kdiqa pretext``
 reads plain sources, so it gets this list instead (an ``image`` column of absolute paths).
 
-    python benchmarks/split_csv.py --dataset clive --root ../shared/data/clive --val-fraction 0.15 \\
-        --split train --out runs/clive_train_noval.csv
+    python benchmarks/split_csv.py --dataset clive --val-fraction 0.15 --split train --out runs/clive_train_noval.csv
+
+The dataset is read from ``--root``, or else from ``<data root>/<dataset>`` (``KDIQA_DATA``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def split_paths(dataset: str, root: str | None, split: str, val_fraction: float,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="clive")
-    ap.add_argument("--root")
+    ap.add_argument("--root", help="the dataset's folder (default: <data root>/<dataset>)")
     ap.add_argument("--split", default="train")
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--val-seed", type=int, default=0)

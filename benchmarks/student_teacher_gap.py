@@ -12,7 +12,7 @@ out), this reports the Spearman correlation (SRCC) between the run's best checkp
 and the checkpoint's validation SRCC against MOS, which must equal the run's recorded best (a check that the same
 images and views were used). CLIVE ``test`` is not touched.
 
-    python benchmarks/student_teacher_gap.py --runs runs/distill_clive_v3 runs/distill_clive_s4 \\
+    python benchmarks/student_teacher_gap.py --runs runs/distill_clive --max-crops 1000 \\
         --out benchmarks/results/student_teacher_gap.json
 """
 

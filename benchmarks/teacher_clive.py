@@ -5,10 +5,9 @@ on the validation split carved out of CLIVE ``train`` by the training run, in ea
 mode (full image, centre crop, 5 crops + flips). The (candidate, mode) with the best validation SRCC
 is chosen — never anything measured on ``test`` — and only then evaluated on CLIVE ``test``.
 
-    python benchmarks/teacher_clive.py --run runs/teacher_lite2_clive \\
-        --candidates runs/teacher_lite2_clive/best runs/teacher_lite2_clive/last \\
-        --command "kdiqa train --config configs/teacher_lite2_clive.yaml" \\
-        --bundle src/kdiqa/weights/iqa_effnet_lite2.clive
+    python benchmarks/teacher_clive.py --run runs/teacher/clive_lite2_val \\
+        --candidates runs/teacher/clive_lite2_val/best runs/teacher/clive_lite2_val/last \\
+        --command "kdiqa train --config configs/teacher/clive_lite2_val.yaml"
 
 ``--select-by mean`` ranks by (SRCC + PLCC) / 2 instead of SRCC. ``--val-only`` stops after the
 selection: it writes the validation table and the choice, and never opens ``test`` (to compare recipes
@@ -17,8 +16,11 @@ before one of them is retrained and evaluated with ``--fixed``).
 A recipe fixed in advance (e.g. the chosen one retrained on all of ``train``, so without a
 validation split) is evaluated as it is, with ``--fixed``: one candidate, one mode, no selection.
 
-    python benchmarks/teacher_clive.py --run runs/teacher_lite2_clive_all --fixed \\
-        --candidates runs/teacher_lite2_clive_all/last --modes crops --out benchmarks/results/teacher_clive_all.json
+    python benchmarks/teacher_clive.py --run runs/teacher/clive_lite2 --fixed \\
+        --candidates runs/teacher/clive_lite2/last --modes center --out benchmarks/results/teacher_clive_ml_all.json \\
+        --bundle src/kdiqa/weights/iqa_effnet_lite2.clive
+
+CLIVE is read from ``--root``, or else from ``<data root>/clive`` (``KDIQA_DATA``, see ``kdiqa.paths``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from kdiqa.config import from_dict
 from kdiqa.data.transforms import EvalTransform
 from kdiqa.engine import TrainConfig, labelled_splits
 from kdiqa.evaluation import evaluate_model
+from kdiqa.paths import dataset_root
 
 MODES = {"full": ("full", 1), "center": ("center", 1), "crops": ("crops", 5)}
 KEYS = ("srcc", "plcc", "krcc", "rmse", "n", "srcc_ci95", "plcc_ci95")
@@ -93,7 +96,7 @@ def main() -> None:
     ap.add_argument("--run", required=True, help="training run whose train_config.json defines the val split")
     ap.add_argument("--candidates", nargs="+", help="checkpoint folders to choose from (default: RUN/best)")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    ap.add_argument("--root", default="../shared/data/clive")
+    ap.add_argument("--root", help="CLIVE's folder (default: <data root>/clive)")
     ap.add_argument("--out", default="benchmarks/results/teacher_clive.json")
     ap.add_argument("--command", default="", help="the command(s) that trained the candidates (recorded)")
     ap.add_argument("--bundle", help="also write the chosen checkpoint, with the chosen eval mode, here")
@@ -211,7 +214,7 @@ D. Ghadiyaram and A.C. Bovik, "Massive Online Crowdsourced Study of Subjective a
 Quality," IEEE TIP 2016.
 """
     (Path(args.bundle) / "README.md").write_text(card)
-    notice = Path(args.root) / "LIVE_README.txt"
+    notice = Path(dataset_root("clive", args.root)) / "LIVE_README.txt"
     if notice.is_file():
         shutil.copy(notice, Path(args.bundle) / "LIVE_README.txt")
     print(f"bundled → {args.bundle}")

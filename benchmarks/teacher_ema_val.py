@@ -1,13 +1,12 @@
 """The weight-EMA check for the teacher recipe (validation only): EMA against raw weights, epoch by epoch.
 
 ``kdiqa train`` with ``optim.ema_decay`` validates the EMA weights and the raw weights on the same
-validation images after every epoch (``val_*`` and ``raw_val_*`` in ``history.jsonl``). This applies the rule
-written in ``configs/teacher_lite2_clive_ml_ema.yaml`` before the run: the EMA is adopted if, at the last
-epoch, its val SRCC and PLCC are both at least the raw weights', and its mean of (SRCC + PLCC) / 2 over the
-last three epochs is higher.
+validation images after every epoch (``val_*`` and ``raw_val_*`` in ``history.jsonl``). The EMA is
+adopted if, at the last epoch, its val SRCC and PLCC are both at least the raw weights', and its mean of
+(SRCC + PLCC) / 2 over the last three epochs is higher.
 
-    python benchmarks/teacher_ema_val.py runs/teacher_lite2_clive_ml_ema \\
-        --out benchmarks/results/teacher_ema_val.json
+    kdiqa train --config configs/experiments/teacher_recipes/teacher_ema.yaml --set threads=2
+    python benchmarks/teacher_ema_val.py runs/teacher_recipes/ema --out benchmarks/results/teacher_ema_val.json
 """
 
 from __future__ import annotations

@@ -229,7 +229,9 @@ def test_bundle_card_describes_the_initialisation(tmp_path):
     assert "no human score" in line
     (tmp_path / "config.json").write_text(json.dumps({"kdiqa_model": {}}))
     assert bench.describe_init({"student_init": str(tmp_path)}) == f"the checkpoint `{tmp_path}`."
-    assert bench.describe_init({"student_init": str(tmp_path)}, "c.yaml").endswith("in the header of `c.yaml`.")
+    assert bench.describe_init({"student_init": str(tmp_path)}, "c.yaml").endswith(
+        "`c.yaml` names it; configs/README.md gives the commands that make it."
+    )
     assert bench.describe_init({"student_pretrained": "none"}, "c.yaml") == "random (no pre-training)."
 
 
