@@ -1,4 +1,9 @@
-"""Loading models by name or path: bundled pretrained weights, checkpoint folders, registry names."""
+"""Loading models by name or path: bundled pretrained weights, checkpoint folders, registry names.
+
+Bundled weights are the model registry's ``arch.tag`` names (:func:`kdiqa.models.zoo.create_model`,
+``kdiqa list-models --pretrained``), listed in :mod:`kdiqa.models.pretrained` with the aliases
+``default`` and ``teacher``.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +12,18 @@ from pathlib import Path
 
 from .checkpoint import CONFIG_NAME, load_model
 from .models.iqa import IQAModel
+from .models.pretrained import installed, is_pretrained, pretrained_names, resolve_name, weights_folder
 from .models.zoo import MODELS, create_model
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-
-# Bundled checkpoints (safetensors + config.json inside the package): "<model>.<tag>".
-PRETRAINED = {
-    "iqa_effnet_lite2.clive": "iqa_effnet_lite2.clive",  # the reference teacher
-    "iqa_mobilenetv3_small_050.clive": "iqa_mobilenetv3_small_050.clive",  # the default student
-    # the small student cut from ImageNet Lite0: as few parameters as the default, ~10x its MACs, far more accurate
-    "iqa_effnet_lite0_s4.clive": "iqa_effnet_lite0_s4.clive",
-}
-ALIASES = {"default": "iqa_mobilenetv3_small_050.clive", "teacher": "iqa_effnet_lite2.clive"}
 
 
 def list_pretrained() -> list[str]:
     """Bundled pretrained names whose weights are present in this installation."""
-    return sorted(n for n, d in PRETRAINED.items() if (WEIGHTS_DIR / d / CONFIG_NAME).is_file())
+    return installed()
 
 
 def resolve_folder(model: str | Path) -> Path:
     """The checkpoint folder behind a bundled name, alias or path."""
-    key = ALIASES.get(str(model), str(model))
-    folder = WEIGHTS_DIR / PRETRAINED[key] if key in PRETRAINED else Path(model)
+    folder = weights_folder(str(model)) if is_pretrained(str(model)) else Path(model)
     if not (folder / CONFIG_NAME).is_file():
         raise FileNotFoundError(f"{model}: no checkpoint folder with {CONFIG_NAME} at {folder}")
     return folder
@@ -50,12 +44,9 @@ def load(model: str | Path = "default", device: str = "cpu") -> IQAModel:
         >>> isinstance(m.score(__import__("numpy").zeros((32, 32, 3), "uint8")), float)
         True
     """
-    key = ALIASES.get(str(model), str(model))
-    if key in PRETRAINED:
-        folder = WEIGHTS_DIR / PRETRAINED[key]
-        if not (folder / CONFIG_NAME).is_file():
-            raise FileNotFoundError(f"bundled weights for {key!r} are missing from this installation ({folder})")
-        return load_model(folder, map_location=device).to(device).eval()
+    key = resolve_name(str(model))
+    if is_pretrained(key):
+        return create_model(key).to(device).eval()
     path = Path(model)
     if path.is_dir():
         return load_model(path, map_location=device).to(device).eval()
@@ -70,6 +61,6 @@ def load(model: str | Path = "default", device: str = "cpu") -> IQAModel:
         raise ValueError(f"{path} is not a kdiqa checkpoint folder (config.json + model.safetensors)")
     hint = MODELS.unknown_message(key)
     raise KeyError(
-        f"{model!r} is neither a checkpoint folder, a bundled model ({', '.join(PRETRAINED)}, "
+        f"{model!r} is neither a checkpoint folder, a bundled model ({', '.join(pretrained_names())}, "
         f"'default') nor a registered architecture. {hint}"
     )

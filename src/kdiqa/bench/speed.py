@@ -63,8 +63,8 @@ class SpeedOptions:
 
 
 def default_student() -> str:
-    """The bundled default model when it is a student (issue 4), else MobileNetV3-small-0.5 (random weights)."""
-    from ..hub import ALIASES
+    """The bundled default model when it is a student, else MobileNetV3-small-0.5 (random weights)."""
+    from ..models.pretrained import ALIASES
 
     return "default" if ALIASES["default"] != ALIASES["teacher"] else "iqa_mobilenetv3_small_050"
 

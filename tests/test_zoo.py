@@ -1,0 +1,85 @@
+"""Pretrained tags in the model registry: ``arch.tag`` names, aliases, ``list_models(pretrained=True)``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import kdiqa
+from kdiqa import hub
+from kdiqa.checkpoint import save_model
+from kdiqa.cli import main
+from kdiqa.models import pretrained
+from kdiqa.models.zoo import MODELS, create_model, list_models, pretrained_tags
+
+
+@pytest.fixture
+def toy_tag(tmp_path, monkeypatch):
+    """``iqa_test_tiny.toy``: a saved tiny model registered as bundled weights (alias ``toy``), plus
+    ``iqa_test_tiny.absent``, a tag whose files are not installed."""
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setitem(pretrained.PRETRAINED_TAGS, "iqa_test_tiny", {"toy": "a toy", "absent": "not installed"})
+    monkeypatch.setitem(pretrained.ALIASES, "toy", "iqa_test_tiny.toy")
+    model = kdiqa.create_model("iqa_test_tiny", head_hidden=16).eval()
+    save_model(model, tmp_path / "iqa_test_tiny.toy")
+    return model
+
+
+def test_every_tag_belongs_to_a_registered_architecture():
+    for arch, tags in pretrained.PRETRAINED_TAGS.items():
+        assert arch in MODELS and tags and pretrained_tags(arch) == tags
+    assert set(list_models(pretrained=True)) == set(pretrained.pretrained_names())
+    assert all(split.count(".") == 1 for split in list_models(pretrained=True))
+    assert list_models("iqa_effnet*", pretrained=True) == ["iqa_effnet_lite0_s4.clive", "iqa_effnet_lite2.clive"]
+    assert "iqa_test_tiny" in list_models() and not any("." in n for n in list_models())
+    assert pretrained_tags("iqa_lcnet_050") == {}
+    with pytest.raises(KeyError, match="Unknown model 'iqa_lcnet'"):
+        pretrained_tags("iqa_lcnet")
+
+
+def test_create_model_by_tag_and_alias(toy_tag):
+    x = torch.rand(2, 3, 48, 48)
+    with torch.no_grad():
+        for name in ("iqa_test_tiny.toy", "toy"):
+            model = create_model(name)
+            assert model.cfg.head_hidden == 16 and not model.training
+            assert torch.equal(model(x), toy_tag(x))
+        assert torch.equal(create_model("iqa_test_tiny.toy", pretrained=True)(x), toy_tag(x))
+        assert torch.equal(hub.load("toy")(x), toy_tag(x))
+    assert create_model("iqa_test_tiny").cfg.head_hidden == 32  # the architecture alone: untrained
+    assert "iqa_test_tiny.toy" in list_models(pretrained=True) and "iqa_test_tiny.toy" in hub.list_pretrained()
+    assert "iqa_test_tiny.absent" not in hub.list_pretrained()
+    assert hub.resolve_folder("toy") == pretrained.WEIGHTS_DIR / "iqa_test_tiny.toy"
+
+
+def test_create_model_tag_errors(toy_tag):
+    with pytest.raises(KeyError, match=r"no pretrained tag 'tyo'\. Did you mean 'iqa_test_tiny\.toy'\?"):
+        create_model("iqa_test_tiny.tyo")
+    with pytest.raises(ValueError, match="names trained weights"):
+        create_model("iqa_test_tiny.toy", pretrained="imagenet")
+    with pytest.raises(ValueError, match=r"configuration cannot change \(head_hidden\)"):
+        create_model("iqa_test_tiny.toy", head_hidden=8)
+    with pytest.raises(FileNotFoundError, match="missing from this installation"):
+        create_model("iqa_test_tiny.absent")
+    with pytest.raises(FileNotFoundError, match="no checkpoint folder"):
+        hub.resolve_folder("iqa_test_tiny.absent")
+    with pytest.raises(KeyError, match="Unknown model 'iqa_tset_tiny'"):
+        create_model("iqa_tset_tiny.toy")
+
+
+def test_list_models_pretrained_cli(toy_tag, capsys):
+    assert main(["list-models", "--pretrained", "iqa_test_tiny*"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == [
+        "iqa_test_tiny.absent\tnot installed  [weights not installed]",
+        "iqa_test_tiny.toy\ta toy  (alias: toy)",
+    ]
+
+
+def test_bundled_default_through_the_registry():
+    if "iqa_mobilenetv3_small_050.clive" not in hub.list_pretrained():
+        pytest.skip("the bundled default weights are not installed")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(create_model("default")(x), kdiqa.load("default")(x))
+    assert create_model("default").cfg.name == "iqa_mobilenetv3_small_050"
