@@ -1,0 +1,125 @@
+"""The prediction subcommands of ``kdiqa``: ``score`` and ``evaluate``, both through the predictor
+(:mod:`kdiqa.runtime.predictor`) with the torch backend (:class:`kdiqa.predict.TorchBackend`) or, for
+``score --backend onnx``, ONNX Runtime (:class:`kdiqa.runtime.OnnxScorer`).
+
+Importing this module imports nothing heavy: ``kdiqa score --backend onnx`` stays torch-free, and ``score``
+never imports scipy or the dataset code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def _torch_backend(args, channels_last: bool = False):
+    """The predictor's torch backend for ``--model`` with the ``--mode/--crop/--n-crops`` views."""
+    from .hub import load
+    from .predict import TorchBackend
+    from .runtime.preprocess import PreprocessConfig
+
+    model = load(args.model, device=args.device)
+    views = PreprocessConfig.for_model(model.cfg, args.mode, args.crop, args.n_crops)
+    return TorchBackend(model, views, channels_last=channels_last)
+
+
+def cmd_evaluate(args) -> int:
+    """``kdiqa evaluate``: metrics on a dataset split; unreadable images are reported (fatal with --strict)."""
+    from .data.io import ImageLoadError
+    from .engine import DataSection, labelled_splits
+    from .evaluation import evaluate_model, write_results
+
+    # The same carving as `kdiqa train`, so a run's own split (random split index/seed, validation share)
+    # can be reproduced: a model must not be scored on images it was trained on.
+    data = DataSection(
+        dataset=args.dataset,
+        root=args.root,
+        split_index=args.split_index,
+        split_seed=args.split_seed,
+        val_fraction=args.val_fraction,
+        val_seed=args.val_seed,
+    )
+    full, _, _ = labelled_splits(data)
+    if args.split == "val" and not any(r.split == "val" for r in full.rows):
+        raise ValueError(f"{args.dataset} has no val split: carve one as training did, e.g. --val-fraction 0.15")
+    backend = _torch_backend(args, channels_last=True)
+    ds = full.subset(args.split)
+    try:
+        result = evaluate_model(
+            backend, ds, None, args.batch_size, args.workers, args.bootstrap, not args.quiet, args.strict
+        )
+    except ImageLoadError as exc:
+        print(f"kdiqa evaluate: error: cannot read {exc.path}: {exc.reason} (--strict)", file=sys.stderr)
+        return 1
+    for f in result["failures"]:
+        print(f"  skipped {f['image']}: {f['error']}", file=sys.stderr)
+    result["split"] = args.split
+    write_results(result, ds, args.output, args.plot)
+    keys = ("srcc", "plcc", "krcc", "rmse", "n", "failed", "srcc_ci95", "plcc_ci95")
+    print(json.dumps({k: result[k] for k in keys if k in result}, indent=2))
+    return 0
+
+
+def _onnx_backend(args):
+    """``--backend onnx``: a folder written by `kdiqa export`, or a bundled model's ONNX export (no torch)."""
+    from .runtime import OnnxScorer
+
+    if args.device != "cpu":
+        raise ValueError("--backend onnx runs on the CPU (onnxruntime's CPUExecutionProvider); drop --device")
+    variant = "int8" if args.int8 else "fp32"
+    return OnnxScorer(args.model, variant, args.threads, args.mode, args.crop, args.n_crops)
+
+
+def cmd_score(args) -> int:
+    """``kdiqa score``: files, folders and globs scored by the torch or ONNX Runtime backend; exit 1 if any failed."""
+    from .runtime.predictor import score_paths
+    from .score_io import CsvSink, collect_paths, write_json
+
+    if args.int8 and args.backend != "onnx":
+        print("kdiqa score: error: --int8 needs --backend onnx", file=sys.stderr)
+        return 2
+    if args.output and not args.output.endswith((".csv", ".json")):
+        print(f"kdiqa score: error: --output must end with .csv or .json, got {args.output}", file=sys.stderr)
+        return 2
+    if args.resume and not (args.output or "").endswith(".csv"):
+        print("kdiqa score: error: --resume needs a .csv --output", file=sys.stderr)
+        return 2
+    paths, failures = collect_paths(args.paths)
+    if args.backend == "onnx":
+        backend = _onnx_backend(args)
+    else:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        backend = _torch_backend(args)
+    sink = None
+    if args.output and args.output.endswith(".csv"):
+        sink = CsvSink(args.output, append=args.resume)
+        if args.resume:
+            done = sink.done()
+            skipped = len([p for p in paths if p in done])
+            paths = [p for p in paths if p not in done]
+            if skipped:
+                print(f"resume: {skipped} image(s) already scored in {args.output}", file=sys.stderr)
+    t0 = time.perf_counter()
+    results = score_paths(backend, paths, args.batch_size, args.workers, progress=not args.quiet, on_result=sink)
+    elapsed = time.perf_counter() - t0
+    if sink:
+        for f in failures:
+            sink(f)
+        sink.close()
+    results_all = results + failures
+    if args.output and args.output.endswith(".json"):
+        write_json(results_all, args.output, backend.name)
+    if not args.output:
+        for r in results:
+            if r.score is not None:
+                print(f"{r.score:.3f}\t{r.path}")
+    failed = [r for r in results_all if r.error]
+    n_ok = len(results_all) - len(failed)
+    print(f"scored {n_ok} image(s) in {elapsed:.1f}s" + (f"; {len(failed)} failed:" if failed else ""), file=sys.stderr)
+    for r in failed:
+        print(f"  {r.path}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
