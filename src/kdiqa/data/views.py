@@ -1,7 +1,7 @@
-"""Where test-time crops go: one pure-Python rule shared by the torch transforms and the torch-free runtime.
+"""Where test-time crops go: the pure-Python crop rule of :func:`kdiqa.runtime.preprocess.make_views`.
 
-Both :class:`kdiqa.data.transforms.EvalTransform` and :func:`kdiqa.runtime.preprocess.make_views` take
-their crop positions from :func:`crop_boxes`, so exported models see exactly the views torch does.
+The predictor's views (both backends, and :class:`kdiqa.data.transforms.EvalTransform`, which wraps
+``make_views``) take their crop positions from :func:`crop_boxes`, so every backend sees the same views.
 """
 
 from __future__ import annotations
