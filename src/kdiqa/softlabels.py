@@ -86,6 +86,30 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 @torch.no_grad()
+def _job_meta(teacher: IQAModel, sha: str, items: list[PoolItem], crop, views: int, flip: bool, shard) -> dict:
+    """What identifies a labelling job (checked on resume and merge) and describes its scores."""
+    return {
+        "teacher_sha256": sha,
+        "pool_fingerprint": pool_fingerprint(items),
+        "n_items": str(len(items)),
+        "crop": str(crop),
+        "views": str(views),
+        "flip": str(flip),
+        "shard": f"{shard[0]}/{shard[1]}",
+        "teacher": teacher.name,
+        "score_scale": "normalised [0,1]",
+        "teacher_score_range": json.dumps(list(teacher.cfg.score_range)),
+        "kdiqa_version": __version__,
+    }
+
+
+def _row(it: PoolItem, boxes, s: np.ndarray) -> tuple:
+    """One ``labels`` row: the item's identity, its view boxes and the teacher's per-view scores."""
+    scores = json.dumps([float(x) for x in s])
+    return (it.item_id, it.path, it.dist_type, it.dist_level, it.dist_seed, it.split, json.dumps(boxes), scores,
+            float(s.mean()), float(s.std()), len(s))  # fmt: skip
+
+
 def pseudo_label(
     teacher: IQAModel,
     teacher_sha256: str,
@@ -108,19 +132,7 @@ def pseudo_label(
     """
     teacher.eval()
     device = next(teacher.parameters()).device
-    meta = {
-        "teacher_sha256": teacher_sha256,
-        "pool_fingerprint": pool_fingerprint(items),
-        "n_items": str(len(items)),
-        "crop": str(crop),
-        "views": str(views),
-        "flip": str(flip),
-        "shard": f"{shard[0]}/{shard[1]}",
-        "teacher": teacher.name,
-        "score_scale": "normalised [0,1]",
-        "teacher_score_range": json.dumps(list(teacher.cfg.score_range)),
-        "kdiqa_version": __version__,
-    }
+    meta = _job_meta(teacher, teacher_sha256, items, crop, views, flip, shard)
     conn = _connect(out)
     _check_meta(read_meta(conn), meta, str(out))
     with conn:
@@ -141,28 +153,12 @@ def pseudo_label(
         if max_batches is not None and b >= max_batches:
             break
         ok = [(i, v, bx) for i, v, bx, err in batch if err is None]
-        rows, fails = [], [(i, by_id[i].path, err) for i, _, _, err in batch if err is not None]
+        fails = [(i, by_id[i].path, err) for i, _, _, err in batch if err is not None]
         tf = time.perf_counter()
-        scores = forward_views(teacher, [(i, v) for i, v, _ in ok], device)
+        with torch.no_grad():
+            scores = forward_views(teacher, [(i, v) for i, v, _ in ok], device)
         forward_s += time.perf_counter() - tf
-        for item_id, _, boxes in ok:
-            s = scores[item_id].numpy()
-            it = by_id[item_id]
-            rows.append(
-                (
-                    item_id,
-                    it.path,
-                    it.dist_type,
-                    it.dist_level,
-                    it.dist_seed,
-                    it.split,
-                    json.dumps(boxes),
-                    json.dumps([float(x) for x in s]),
-                    float(s.mean()),
-                    float(s.std()),
-                    len(s),
-                )
-            )
+        rows = [_row(by_id[item_id], boxes, scores[item_id].numpy()) for item_id, _, boxes in ok]
         with conn:  # one transaction per batch: a kill leaves whole batches or nothing
             conn.executemany("INSERT INTO labels VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
             conn.executemany("INSERT INTO failures VALUES (?,?,?)", fails)
