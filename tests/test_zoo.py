@@ -83,3 +83,16 @@ def test_bundled_default_through_the_registry():
     with torch.no_grad():
         assert torch.equal(create_model("default")(x), kdiqa.load("default")(x))
     assert create_model("default").cfg.name == "iqa_mobilenetv3_small_050"
+
+
+def test_stage_indices():
+    from kdiqa.models.iqa import stage_indices
+
+    assert stage_indices(4) == [0, 1, 2, 3] and stage_indices(4, 1) == [3] and stage_indices(4, (-2, 0)) == [2, 0]
+    for bad in (0, 5, [4], [-5]):
+        with pytest.raises(ValueError, match="out of range"):
+            stage_indices(4, bad)
+    model = kdiqa.create_model("iqa_test_tiny").eval()
+    with torch.no_grad():
+        _, feats = model.forward_intermediates(torch.rand(1, 3, 64, 64), indices=[-1])
+    assert len(feats) == 1 and feats[0].shape[1] == model.feature_info[-1]["num_chs"]

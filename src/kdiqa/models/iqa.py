@@ -15,11 +15,11 @@ Scores are on a normalised scale, [0, 1] and higher = better, inside the model; 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import timm
 import torch
-from timm.models._features import feature_take_indices
 from torch import nn
 from torch.nn import functional as F
 
@@ -83,6 +83,26 @@ def mean_std_pool(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     mean = x.mean((2, 3), keepdim=True)
     std = ((x - mean).square().mean((2, 3)) + eps).sqrt()
     return torch.cat([mean.flatten(1), std], 1)
+
+
+def stage_indices(num_stages: int, indices: int | Sequence[int] | None = None) -> list[int]:
+    """Absolute stage indices with timm's ``forward_intermediates`` meaning of ``indices``: ``None``
+    all stages, an int the last n, a list those stages (negative ones count from the end).
+
+    Example:
+        >>> stage_indices(5), stage_indices(5, 2), stage_indices(5, [0, -1])
+        ([0, 1, 2, 3, 4], [3, 4], [0, 4])
+    """
+    if indices is None:
+        return list(range(num_stages))
+    if isinstance(indices, int):
+        if not 0 < indices <= num_stages:
+            raise ValueError(f"last-n stages ({indices}) out of range: 1 to {num_stages}")
+        return list(range(num_stages - indices, num_stages))
+    out = [num_stages + i if i < 0 else i for i in indices]
+    if any(not 0 <= i < num_stages for i in out):
+        raise ValueError(f"stage indices {list(indices)} out of range for {num_stages} stages")
+    return out
 
 
 class IQAModel(nn.Module):
@@ -164,7 +184,7 @@ class IQAModel(nn.Module):
         """
         # timm's own meaning of ``indices``, over this model's stages (a truncated backbone still lists all of
         # its original stages in its ``feature_info``, so the indices are always passed to it explicitly).
-        wanted, _ = feature_take_indices(self.num_stages, indices)
+        wanted = stage_indices(self.num_stages, indices)
         if not self.head_levels:
             final, feats = self.backbone.forward_intermediates(self.normalize_input(x), indices=wanted)
             return self.head(self.backbone.forward_head(final, pre_logits=True)), feats
