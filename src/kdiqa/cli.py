@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pseudo-label", help="teacher soft labels for an unlabelled pool (resumable, shardable)")
     p.add_argument("--teacher", default="teacher", help="teacher checkpoint folder or bundled name")
-    p.add_argument("--pool", required=True, help="pool YAML (sources, distortions; see configs/pool_default.yaml)")
+    p.add_argument("--pool", required=True, help="pool YAML (sources, distortions; see configs/pool/default.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a pool value")
     p.add_argument("--out", required=True, help="SQLite file; an existing one is resumed")
     p.add_argument("--crop", type=int, default=384, help="view size in px (0: full image)")
