@@ -140,7 +140,7 @@ def add_deploy_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iters", type=int, default=30, help="timed calls per cell at most")
     p.add_argument("--budget", type=float, default=10.0, help="seconds of timing per cell (slow models: fewer calls)")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 models")
-    p.add_argument("--calibration", default="configs/pool_default.yaml", help="int8 calibration folder or pool YAML")
+    p.add_argument("--calibration", default="configs/pool/default.yaml", help="int8 calibration folder or pool YAML")
     p.add_argument("--calib-images", type=int, default=32)
     p.add_argument("--parity-dataset", default="clive", help="labelled set for the int8 SRCC drop ('none': skip)")
     p.add_argument("--parity-root", default="../shared/data/clive")

@@ -8,7 +8,7 @@ stays in float: ONNX Runtime's per-tensor error analysis
 compounding from those first layers (signal-to-quantisation-noise 31 dB after the stem, 10 dB by
 stride 8, 6 dB at the last stage). Keeping them in float cut the mean |int8 − fp32| score
 difference on 300 CLIVE train images from 0.022 to 0.005 (the scores' spread is 0.13; 64 calibration
-images from ``configs/pool_default.yaml``), while the file grew by 1 % (0.911 → 0.923 MB), since
+images from ``configs/pool/default.yaml``), while the file grew by 1 % (0.911 → 0.923 MB), since
 those layers hold few weights. Stride 16 halves the error again, but the file grows by 22 %.
 
 Activation ranges come from ONNX Runtime's ``percentile`` calibration (the 99.999th percentile of |x|) by
@@ -40,7 +40,7 @@ def calibration_images(source: str | Path, n: int = 64, seed: int = 0) -> tuple[
     """Up to ``n`` unlabelled images (a seeded sample) for int8 calibration.
 
     Args:
-        source: a folder of images (recursive) or a pool YAML (``configs/pool_default.yaml``:
+        source: a folder of images (recursive) or a pool YAML (``configs/pool/default.yaml``:
             folders/CSVs plus synthetic distortions; see :mod:`kdiqa.data.pools`).
         n: how many images.
         seed: sampling seed.
