@@ -14,6 +14,9 @@ optimizer steps. After every epoch the loop validates, logs a record (stdout and
 - ``out/ema``: the weight EMA (timm's ``ModelEmaV3``) when ``ema_decay`` is set; it is then what
   is validated and kept as ``best``, and the raw weights' figures are logged as ``raw_val_*``.
 
+A run folder records its config (:func:`prepare_run`) and is never resumed under another recipe:
+only the keys of :data:`RUN_ONLY_KEYS` (threads, device, workers, epochs ...) may change.
+
 What a recipe trains is given by a loss function ``(batch, kind, step) → named losses`` (``"loss"``
 their sum, what is minimised): the distillation methods' ``Distiller.forward_train`` (the MOS-only
 control ``none`` being supervised training), or the pretext task's losses.
@@ -23,13 +26,15 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 from timm.utils import ModelEmaV3
@@ -74,6 +79,72 @@ class Run:
     meta: dict[str, Any] = field(default_factory=dict)  # recorded in every checkpoint's config.json
     resume: bool = True
     progress: bool = True
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# Settings that change how fast a run goes or where it lives, never what it learns, plus ``epochs`` (a finished
+# run may be resumed to train longer): a run may resume under other values of these.
+RUN_ONLY_KEYS = frozenset({"threads", "device", "workers", "resume", "out_dir", "epochs"})
+
+
+def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two recorded configs, ignoring :data:`RUN_ONLY_KEYS`.
+
+    A key in only one of them is a field added to (or dropped from) kdiqa between the two runs, not
+    a change of the run's recipe, and is not reported.
+
+    Example:
+        >>> config_changes({"optim": {"lr": 1e-3}, "threads": 1}, {"optim": {"lr": 3e-4}, "threads": 2, "new": 0})
+        ['optim.lr']
+        >>> config_changes({"stages": [{"lr": 1, "epochs": 2}]}, {"stages": [{"lr": 2, "epochs": 3}]})
+        ['stages.0.lr']
+    """
+    changes = []
+    for key in sorted(old.keys() & new.keys()):
+        if key in RUN_ONLY_KEYS:
+            continue
+        a, b = old[key], new[key]
+        if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):  # e.g. distill stages: item by item
+            a, b = ({str(i): v for i, v in enumerate(x)} for x in (a, b))
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(prefix + key)
+    return changes
+
+
+def prepare_run(cfg, config_name: str) -> tuple[torch.device, Path]:
+    """Threads, seeds and device from a run config; creates ``cfg.out_dir`` and records the config.
+
+    A run folder that already holds a resumable run of another recipe is refused (resuming would mix
+    the two): the error names the keys that differ.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    recorded, config = out / config_name, json.loads(json.dumps(asdict(cfg)))  # as recorded: tuples become lists
+    if cfg.resume and recorded.is_file() and (out / "last" / "train_state.json").is_file():
+        changed = config_changes(json.loads(recorded.read_text()), config)
+        if changed:
+            raise ValueError(
+                f"{out} holds a run of another config (it differs in {', '.join(changed)}); resuming would mix "
+                "the two: choose another out_dir, or --set resume=false to start it again"
+            )
+    recorded.write_text(json.dumps(config, indent=2))
+    return resolve_device(cfg.device), out
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> LRScheduler:

@@ -20,13 +20,13 @@ from torch.utils.data import ConcatDataset, DataLoader
 from ..data.datasets import TorchIQADataset
 from ..data.pools import PoolConfig
 from ..data.transforms import EvalTransform, TrainTransform
-from ..engine import DataSection, EvalSection, labelled_splits, prepare_run
+from ..engine import DataSection, EvalSection, labelled_splits
 from ..evaluation import predict_paths
 from ..hub import load, resolve_folder
 from ..metrics import srcc
 from ..models.iqa import IQAModel
 from ..models.zoo import create_model
-from ..trainer import Run, Stage, freeze_prefixes, passes_for, steps_for, train
+from ..trainer import Run, Stage, freeze_prefixes, passes_for, prepare_run, steps_for, train
 from .base import DistillConfig, Distiller, build_distiller
 from .cache import CacheSection
 from .data import GroupedBatches, PoolCrops, cached_data, pool_items, soft_label_pool
