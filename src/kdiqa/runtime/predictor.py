@@ -36,7 +36,11 @@ from .preprocess import PreprocessConfig, make_views
 
 @runtime_checkable
 class Backend(Protocol):
-    """What the predictor needs from a model: its views and a batch forward."""
+    """What the predictor needs from a model: its views and a batch forward.
+
+    A backend may also have ``max_batch`` (views per forward; ``None`` or absent: all the views of equal
+    size in a batch of images go through one forward).
+    """
 
     name: str  # shown in outputs, e.g. "iqa_mobilenetv3_small_050 (onnx int8)"
     cfg: PreprocessConfig  # the test-time views and the output scale
