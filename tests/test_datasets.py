@@ -269,3 +269,15 @@ def test_evaluate_csv_of_test_rows_only(test_only_csv, tiny_teacher_and_photos, 
     out = capsys.readouterr().out
     result = json.loads(out[out.index("{") :])
     assert result["n"] == 6 and -1 <= result["srcc"] <= 1
+
+
+def test_carve_val_then_labels(rated_folder, test_only_csv):
+    labels = f"csv:{rated_folder / 'labels.csv'}"
+    carved = get_dataset(labels).carve(0.25, val_seed=3, label_fraction=0.5, label_seed=1)
+    assert carved.rows == get_dataset(labels).carve_val(0.25, seed=3).keep_labels(0.5, seed=1).rows
+    assert [len(carved.subset(s)) for s in ("train", "val", "test", "unlabelled")] == [7, 4, 6, 7]
+    assert get_dataset(labels).carve().rows == get_dataset(labels).rows
+    with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\)"):
+        get_dataset(labels).carve(1.0)
+    only_test = get_dataset(f"csv:{test_only_csv}")
+    assert only_test.carve(0.25, label_fraction=0.5).rows == only_test.rows

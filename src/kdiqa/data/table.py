@@ -102,6 +102,26 @@ class IQADataset:
         rows = [replace(r, split="val") if r.split == "train" and _group_key(r) in val_keys else r for r in self.rows]
         return replace(self, rows=rows)
 
+    def carve(
+        self, val_fraction: float = 0.0, val_seed: int = 0, label_fraction: float = 1.0, label_seed: int = 0
+    ) -> IQADataset:
+        """A run's splits: :meth:`carve_val` (``val_fraction`` of train, never of test), then
+        :meth:`keep_labels` (``label_fraction`` of the rest), so validation is the same at every
+        label fraction. Training and evaluation carve alike, so a run's own validation or test
+        rows can be reproduced. A dataset without train rows is returned as it is.
+
+        Example:
+            >>> ds = IQADataset("toy", [Row(f"{i}.png", float(i)) for i in range(10)], (0, 10))
+            >>> [len(ds.carve(0.2, label_fraction=0.5).subset(s)) for s in ("val", "train", "unlabelled")]
+            [2, 4, 4]
+        """
+        if not 0 <= val_fraction < 1:
+            raise ValueError(
+                f"val_fraction must be in [0, 1): the share of train carved out for validation, got {val_fraction}"
+            )
+        ds = self.carve_val(val_fraction, seed=val_seed) if val_fraction > 0 else self
+        return ds.keep_labels(label_fraction, seed=label_seed) if label_fraction != 1 else ds  # rejects > 1
+
     def keep_labels(self, fraction: float, seed: int = 0) -> IQADataset:
         """Keeps the scores of a seeded ``fraction`` of the ``train`` rows; the others move to split ``unlabelled``.
 
