@@ -151,19 +151,19 @@ def write_results(result: dict, ds: IQADataset, output: str | Path | None, plot:
             "predictions": [{"image": r.path, "mos": r.mos, "pred": p} for r, p in zip(rows, pred, strict=True)],
         }
         Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(json.dumps(_finite(payload), indent=2, allow_nan=False))
+        Path(output).write_text(json.dumps(finite_json(payload), indent=2, allow_nan=False))
     if plot:
         scatter_plot(np.asarray(pred), np.array([r.mos for r in rows], dtype=np.float64), result, plot)
 
 
-def _finite(obj):
+def finite_json(obj):
     """NaN (a metric undefined for constant predictions) → null, so the file stays valid JSON."""
     if isinstance(obj, float) and obj != obj:
         return None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: finite_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
+        return [finite_json(v) for v in obj]
     return obj
 
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..evaluation import _finite
+from ..evaluation import finite_json
 from ..models.iqa import IQAModel
 from ..runtime.scorer import OnnxScorer
 from .onnx import (
@@ -134,7 +134,7 @@ def export_model(model: IQAModel, out_dir: str | Path, opts: ExportOptions | Non
         )
         timings["labelled_parity"] = time.perf_counter() - t0
     report["seconds"] = {k: round(v, 2) for k, v in timings.items()}
-    report = _finite(report)  # NaN (a constant predictor's correlation) → null: valid JSON
+    report = finite_json(report)  # NaN (a constant predictor's correlation) → null: valid JSON
     (out / REPORT_NAME).write_text(json.dumps(report, indent=2, allow_nan=False))
     return report
 
