@@ -17,13 +17,13 @@ import kdiqa
 SRC = Path(kdiqa.__file__).resolve().parent
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(SRC.parent).with_suffix("").parts
+def _module_name(path: Path, package_dir: Path) -> str:
+    parts = path.relative_to(package_dir.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+def _modules(package_dir: Path) -> dict[str, Path]:
+    return {_module_name(p, package_dir): p for p in sorted(package_dir.rglob("*.py"))}
 
 
 def _is_type_checking(node: ast.If) -> bool:
@@ -65,8 +65,9 @@ def _targets(module: str, is_package: bool, node: ast.Import | ast.ImportFrom, k
     return out
 
 
-def import_graph() -> nx.DiGraph:
-    modules = _modules()
+def import_graph(package_dir: Path = SRC) -> nx.DiGraph:
+    """Modules of the package in ``package_dir`` → the package's modules each imports."""
+    modules = _modules(package_dir)
     known = set(modules)
     graph = nx.DiGraph()
     graph.add_nodes_from(known)
@@ -84,7 +85,21 @@ def test_graph_sees_top_level_and_deferred_imports():
     assert len(graph) > 40
     assert graph.has_edge("kdiqa.models.zoo", "kdiqa.models.iqa")  # top level, relative
     assert graph.has_edge("kdiqa.hub", "kdiqa.checkpoint")
-    assert graph.has_edge("kdiqa.cli", "kdiqa.hub")  # inside a function
+    assert graph.has_edge("kdiqa.distill", "kdiqa.distill.methods")  # from . import methods
+    assert graph.has_edge("kdiqa.models.zoo", "kdiqa.checkpoint")  # inside a function
+
+
+def test_graph_finds_a_deferred_cycle(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from . import b\n")
+    (pkg / "a.py").write_text("import os\nfrom .sub import b\n")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from ..a import g\n")
+    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import g\n")
+    graph = import_graph(pkg)
+    assert set(graph.edges) == {("pkg.sub", "pkg.sub.b"), ("pkg.a", "pkg.sub.b"), ("pkg.sub.b", "pkg.a")}
+    assert [sorted(c) for c in nx.simple_cycles(graph)] == [["pkg.a", "pkg.sub.b"]]
 
 
 def test_no_import_cycles():
