@@ -143,7 +143,7 @@ def add_deploy_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", default="configs/pool/default.yaml", help="int8 calibration folder or pool YAML")
     p.add_argument("--calib-images", type=int, default=32)
     p.add_argument("--parity-dataset", default="clive", help="labelled set for the int8 SRCC drop ('none': skip)")
-    p.add_argument("--parity-root", default="../shared/data/clive")
+    p.add_argument("--parity-root", help="its folder (default: <data root>/<dataset>; skipped if absent)")
     p.add_argument("--parity-split", default="test")
     p.add_argument("--parity-limit", type=int, help="first N images only")
     p.add_argument("--peers", nargs="+", help="subset of topiq_nr musiq hyperiqa brisque niqe ('none': no peers)")
