@@ -20,12 +20,13 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import load_model
 from .data.datasets import IQADataset, TorchIQADataset, get_dataset
-from .data.transforms import EvalTransform, TrainTransform
+from .data.transforms import TrainTransform
 from .distill.base import DistillConfig, build_distiller
 from .evaluation import predict_paths
 from .metrics import plcc, srcc
 from .models.iqa import IQAModel
 from .models.zoo import create_model
+from .runtime.preprocess import PreprocessConfig
 from .trainer import Run, Stage, freeze_prefixes, prepare_run, train, train_except_frozen
 
 __all__ = ["TrainConfig", "fit", "freeze_prefixes", "labelled_splits", "prepare_run", "train_except_frozen"]
@@ -166,7 +167,7 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
     device, out = prepare_run(cfg, "train_config.json")
     ds, train_ds, val_ds = labelled_splits(cfg.data)
     train_set = TorchIQADataset(train_ds, TrainTransform(cfg.data.crop, cfg.data.resize), cfg.data.repeat)
-    eval_tf = EvalTransform(cfg.eval.mode, cfg.eval.crop, cfg.eval.n_crops, cfg.data.resize)
+    views = PreprocessConfig(mode=cfg.eval.mode, crop=cfg.eval.crop, n_crops=cfg.eval.n_crops, resize=cfg.data.resize)
     model = _build_model(cfg, ds, device)
     method = build_distiller("none", model, None, DistillConfig(task_loss=asdict(cfg.loss)))
 
@@ -184,7 +185,7 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
     def validate(net: IQAModel) -> dict[str, float]:
         # Signed, against MOS normalised to higher = better: an anti-correlated model must not win.
         z = predict_paths(
-            net, [r.path for r in val_ds.rows], eval_tf, cfg.eval.batch_size, channels_last=cfg.channels_last
+            net, [r.path for r in val_ds.rows], views, cfg.eval.batch_size, channels_last=cfg.channels_last
         )
         target = val_ds.normalize(val_ds.mos_array())
         return {"val_srcc": srcc(z, target), "val_plcc": plcc(z, target)}

@@ -19,13 +19,14 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from ..data.datasets import TorchIQADataset
 from ..data.pools import PoolConfig
-from ..data.transforms import EvalTransform, TrainTransform
+from ..data.transforms import TrainTransform
 from ..engine import DataSection, EvalSection, labelled_splits
 from ..evaluation import predict_paths
 from ..hub import load, resolve_folder
 from ..metrics import srcc
 from ..models.iqa import IQAModel
 from ..models.zoo import create_model
+from ..runtime.preprocess import PreprocessConfig
 from ..trainer import Run, Stage, freeze_prefixes, passes_for, prepare_run, steps_for, train
 from .base import DistillConfig, Distiller, build_distiller
 from .cache import CacheSection
@@ -144,10 +145,10 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
     student = _student(cfg, ds, device)
     freeze_prefixes(student, cfg.student_freeze)
     distiller = build_distiller(cfg.method, student.to(device), teacher, cfg.distill).to(device)
-    eval_tf = EvalTransform(cfg.eval.mode, cfg.eval.crop, cfg.eval.n_crops, lab.resize)
+    views = PreprocessConfig(mode=cfg.eval.mode, crop=cfg.eval.crop, n_crops=cfg.eval.n_crops, resize=lab.resize)
 
     def validate(net: IQAModel) -> dict[str, float]:
-        z = predict_paths(net, [r.path for r in val_ds.rows], eval_tf, cfg.eval.batch_size)
+        z = predict_paths(net, [r.path for r in val_ds.rows], views, cfg.eval.batch_size)
         return {"val_srcc": srcc(z, val_ds.normalize(val_ds.mos_array())) if np.ptp(z) > 0 else 0.0}
 
     run = Run(
