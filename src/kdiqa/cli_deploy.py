@@ -41,9 +41,15 @@ def cmd_export(args) -> int:
     if opts.parity_dataset and not opts.parity_dataset.startswith("csv:"):
         from pathlib import Path
 
-        if not opts.parity_root or not Path(opts.parity_root).is_dir():
-            why = "no --parity-root given" if not opts.parity_root else f"{opts.parity_root} is not a folder"
-            print(f"kdiqa export: labelled parity skipped ({opts.parity_dataset}: {why})", file=sys.stderr)
+        from .paths import DataRootError, dataset_root
+
+        try:
+            opts.parity_root = dataset_root(opts.parity_dataset, opts.parity_root)
+        except DataRootError as exc:
+            print(f"kdiqa export: labelled parity skipped ({exc})", file=sys.stderr)
+            opts.parity_dataset = None
+        if opts.parity_dataset and not Path(opts.parity_root).is_dir():
+            print(f"kdiqa export: labelled parity skipped ({opts.parity_root} is not a folder)", file=sys.stderr)
             opts.parity_dataset = None
     report = export_model(load(args.model), args.out, opts, source=args.model)
     print("\n".join(summary_lines(report)), file=sys.stderr)
@@ -113,7 +119,7 @@ def add_deploy_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-images", help="folder of images for the max-difference check (default: synthetic)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="fp32 parity: max |torch - onnx| (exit 1 above)")
     p.add_argument("--parity-dataset", help="labelled set for SRCC/PLCC of torch vs fp32 vs int8, e.g. clive")
-    p.add_argument("--parity-root", help="its folder, e.g. ../shared/data/clive (skipped with a note if absent)")
+    p.add_argument("--parity-root", help="its folder (default: <data root>/<dataset>; skipped with a note if absent)")
     p.add_argument("--parity-split", default="test")
     p.add_argument("--parity-limit", type=int, help="only the first N images of the split (quick check)")
     p.add_argument("--threads", type=int, help="torch and onnxruntime threads for the checks")

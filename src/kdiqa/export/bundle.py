@@ -91,17 +91,7 @@ def export_model(model: IQAModel, out_dir: str | Path, opts: ExportOptions | Non
     }
     if opts.int8:
         t0 = time.perf_counter()
-        images, desc = calibration_images(opts.calibration, opts.calib_images, opts.calib_seed)
-        cfg = preprocess_config(model)
-        report["int8"] = quantize_int8(
-            out / FP32_NAME,
-            out / INT8_NAME,
-            images,
-            cfg,
-            opts.calib_method,
-            reduce_range=opts.reduce_range,
-            float_stride=opts.float_stride,
-        ) | {"calibration": desc}
+        report["int8"] = _export_int8(model, out, opts)
         timings["quantize_int8"] = time.perf_counter() - t0
         files["int8"] = INT8_NAME
     elif (out / INT8_NAME).exists():
@@ -137,6 +127,21 @@ def export_model(model: IQAModel, out_dir: str | Path, opts: ExportOptions | Non
     report = finite_json(report)  # NaN (a constant predictor's correlation) → null: valid JSON
     (out / REPORT_NAME).write_text(json.dumps(report, indent=2, allow_nan=False))
     return report
+
+
+def _export_int8(model: IQAModel, out: Path, opts: ExportOptions) -> dict:
+    """Writes the static int8 model beside the fp32 one; returns its settings for the report."""
+    images, desc = calibration_images(opts.calibration, opts.calib_images, opts.calib_seed)
+    settings = quantize_int8(
+        out / FP32_NAME,
+        out / INT8_NAME,
+        images,
+        preprocess_config(model),
+        opts.calib_method,
+        reduce_range=opts.reduce_range,
+        float_stride=opts.float_stride,
+    )
+    return settings | {"calibration": desc}
 
 
 def summary_lines(report: dict) -> list[str]:

@@ -12,8 +12,8 @@ images from ``configs/pool/default.yaml``), while the file grew by 1 % (0.911 �
 those layers hold few weights. Stride 16 halves the error again, but the file grows by 22 %.
 
 Activation ranges come from ONNX Runtime's ``percentile`` calibration (the 99.999th percentile of |x|) by
-default. ``benchmarks/int8_settings.py`` compared the methods on 300 CLIVE train images: on the session 7
-default student, min-max let a few outlying activations stretch the ranges (mean |int8 − fp32| 0.019, rank
+default. ``benchmarks/int8_settings.py`` compared the methods on 300 CLIVE train images: on a MobileNetV3
+student, min-max let a few outlying activations stretch the ranges (mean |int8 − fp32| 0.019, rank
 agreement 0.987), percentile did not (0.005, 0.999); on the teacher the two were level (0.014 / 0.013, 0.997 both).
 """
 
@@ -194,7 +194,7 @@ def quantize_int8(
     Calibration runs over ``chunk`` images at a time (at most; ONNX Runtime's ``CalibStridedMinMax``, which
     needs equal chunks) and merges their ranges or histograms: ONNX Runtime otherwise keeps every
     intermediate tensor of every calibration image in memory before it reduces them, which for the
-    histogram methods on the teacher (64 images, 384 px) went past 18 GB and was killed on a 24 GB machine.
+    histogram methods on the teacher (64 images, 384 px) takes more than 18 GB.
     Min-max ranges merge exactly; histograms keep the first chunk's bin width and grow bins as needed.
 
     Returns:
@@ -220,11 +220,7 @@ def quantize_int8(
     class _Reader(ViewsCalibrationReader, CalibrationDataReader):
         pass
 
-    views = "the model's test-time views"
-    if method != "minmax":  # ONNX Runtime's histogram collectors stack all batches: shapes must be equal
-        cfg = dataclasses.replace(cfg, mode="center", resize=cfg.crop, max_short=None)
-        views = f"one {cfg.crop} px centre crop after a shorter-side resize to {cfg.crop} px (equal shapes)"
-
+    cfg, views = _calibration_views(cfg, method)
     step = calibration_chunk(len(images), chunk)
     with tempfile.TemporaryDirectory(prefix="kdiqa-quant-") as tmp:
         prep = Path(tmp) / "prep.onnx"
@@ -246,18 +242,34 @@ def quantize_int8(
             extra_options={"QuantizeBias": quantize_bias, "CalibStridedMinMax": step},
         )
     compact_names(int8_path)
+    settings = {"format": "QDQ", "per_channel": per_channel, "reduce_range": reduce_range, "bias": quantize_bias}
+    calibration = {"method": method, "images": len(images), "chunk": step, "views": views}
+    return _settings(settings, calibration, {"max_stride": float_stride, "nodes": len(keep_float)}, shapes)
+
+
+def _calibration_views(cfg: PreprocessConfig, method: str) -> tuple[PreprocessConfig, str]:
+    """The views calibration runs on, and their description for ``export.json``."""
+    if method == "minmax":
+        return cfg, "the model's test-time views"
+    # ONNX Runtime's histogram collectors stack all batches: shapes must be equal
+    cfg = dataclasses.replace(cfg, mode="center", resize=cfg.crop, max_short=None)
+    return cfg, f"one {cfg.crop} px centre crop after a shorter-side resize to {cfg.crop} px (equal shapes)"
+
+
+def _settings(q: dict, calibration: dict, front_end: dict, shapes: str) -> dict:
+    """The int8 settings recorded in ``export.json``."""
     return {
-        "format": "QDQ",
-        "per_channel": per_channel,
-        "weights": "int8, 7-bit range (reduce_range)" if reduce_range else "int8",
+        "format": q["format"],
+        "per_channel": q["per_channel"],
+        "weights": "int8, 7-bit range (reduce_range)" if q["reduce_range"] else "int8",
         "activations": "uint8",
-        "biases": "int32" if quantize_bias else "float32",
+        "biases": "int32" if q["bias"] else "float32",
         "tensor_names": "shortened",
-        "calibration_method": method,
-        "calibration_images": len(images),
-        "calibration_chunk": step,
-        "calibration_views": views,
-        "float_front_end": {"max_stride": float_stride, "nodes": len(keep_float)},
+        "calibration_method": calibration["method"],
+        "calibration_images": calibration["images"],
+        "calibration_chunk": calibration["chunk"],
+        "calibration_views": calibration["views"],
+        "float_front_end": front_end,
         "pre_processing_shapes": shapes,
     }
 
