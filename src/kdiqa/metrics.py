@@ -89,65 +89,106 @@ def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
 
 
-def _logistic_rows(x: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`logistic4` of each row of ``x`` with that row's β (B, 4), and its Jacobian (B, n, 4)."""
-    b1, b2, b3, b4 = (beta[:, i : i + 1] for i in range(4))
-    scale = np.abs(b4) + 1e-12
-    s = 1 / (1 + np.exp(np.clip(-(x - b3) / scale, -500, 500)))
-    slope = -(b1 - b2) * s * (1 - s) / scale  # ∂f/∂β3; ∂f/∂β4 is slope · (x − β3)/|β4| · sign(β4)
-    jac = np.stack([s, 1 - s, slope, slope * (x - b3) / scale * np.sign(b4)], axis=-1)
-    return (b1 - b2) * s + b2, jac
+def _sigmoid_fit_state(x: np.ndarray, y: np.ndarray, centre: np.ndarray, log_scale: np.ndarray):
+    """For each row, the logistic's sigmoid at (β3 = ``centre``, |β4| = exp(``log_scale``)), the
+    least-squares line from it to ``y`` (β1 − β2 = slope), the squared error, the residual and its
+    Jacobian in (β3, log|β4|) (variable projection: β1, β2 are solved, not searched; Kaufman's form)."""
+    scale = np.exp(np.clip(log_scale, -200, 200))[:, None]
+    z = np.clip((x - centre[:, None]) / scale, -500, 500)
+    sig = 1 / (1 + np.exp(-z))
+    sig_c = sig - sig.mean(axis=1, keepdims=True)
+    norm = (sig_c * sig_c).sum(axis=1) + 1e-300
+    slope = (sig_c * (y - y.mean(axis=1, keepdims=True))).sum(axis=1) / norm
+    res = y - y.mean(axis=1, keepdims=True) - slope[:, None] * sig_c
+
+    def project_out(v: np.ndarray) -> np.ndarray:  # the part of v outside span{1, sigmoid}
+        v = v - v.mean(axis=1, keepdims=True)
+        return v - ((v * sig_c).sum(axis=1) / norm)[:, None] * sig_c
+
+    d_sig = slope[:, None] * sig * (1 - sig)
+    jac = np.stack([project_out(d_sig / scale), project_out(d_sig * z)], axis=-1)
+    return (res * res).sum(axis=1), res, jac, slope, sig
 
 
-def fit_logistic_rows(x: np.ndarray, y: np.ndarray, beta0, max_iter: int = 100, tol: float = 1e-12) -> np.ndarray:
-    """Least-squares :func:`logistic4` fits of many (x, y) rows at once: Levenberg–Marquardt (as
-    ``curve_fit``'s MINPACK) vectorised over the rows, each row with its own damping.
+def fit_logistic_rows(x: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
+    """Least-squares :func:`logistic4` fits of many (x, y) rows at once, from :func:`fit_logistic`'s
+    start (β3 the median prediction, |β4| its standard deviation).
+
+    Levenberg–Marquardt over (β3, log|β4|) only, vectorised over the rows with a damping per row and
+    bounded steps; β1 and β2 enter the logistic linearly and are solved exactly at every step
+    (variable projection, Golub & Pereyra 1973). A row stops when a step lowers its squared error by less than ``tol``
+    (relative). On flat error surfaces the optimum found may differ from ``curve_fit``'s.
 
     Args:
         x, y: (B, n) predictions and scores.
-        beta0: the start, (4,) for every row or (B, 4).
-        max_iter: iterations at most; a row stops when a step lowers its squared error by less than
-            ``tol`` (relative) or its damping grows past any useful step.
+
+    Returns:
+        (B, 4) β, as :func:`fit_logistic` returns for one row (with β4 > 0).
 
     Example:
         >>> x = np.linspace(-3, 3, 40)[None]
-        >>> beta = fit_logistic_rows(x, logistic4(x, 5.0, 1.0, 0.5, 0.8), [4.0, 0.0, 0.0, 1.0])
-        >>> np.round(beta[0], 4).tolist()
+        >>> np.round(fit_logistic_rows(x, logistic4(x, 5.0, 1.0, 0.5, 0.8))[0], 4).tolist()
         [5.0, 1.0, 0.5, 0.8]
     """
-    beta = np.array(np.broadcast_to(np.asarray(beta0, np.float64), (len(x), 4)))
-    f, jac = _logistic_rows(x, beta)
-    res = f - y
-    cost = (res * res).sum(axis=1)
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    centre, log_scale = np.median(x, axis=1), np.log(np.maximum(x.std(axis=1), 1e-6))
+    cost, res, jac, _, _ = _sigmoid_fit_state(x, y, centre, log_scale)
     damping = np.full(len(x), 1e-3)
     rows = np.arange(len(x))  # rows still iterating
     for _ in range(max_iter):
         if not len(rows):
             break
-        j, r = jac[rows], res[rows]
+        j = jac[rows]
         jtj = np.einsum("bni,bnj->bij", j, j)
-        diag = np.maximum(np.diagonal(jtj, axis1=1, axis2=2), 1e-12)
-        lhs = jtj + damping[rows, None, None] * diag[:, None, :] * np.eye(4)
-        step = np.linalg.solve(lhs, -np.einsum("bni,bn->bi", j, r)[..., None])[..., 0]
-        trial = beta[rows] + step
-        f_new, jac_new = _logistic_rows(x[rows], trial)
-        res_new = f_new - y[rows]
-        cost_new = (res_new * res_new).sum(axis=1)
+        diag = np.maximum(np.diagonal(jtj, axis1=1, axis2=2), 1e-30)
+        lhs = jtj + damping[rows, None, None] * diag[:, None, :] * np.eye(2)
+        step = np.linalg.solve(lhs, -np.einsum("bni,bn->bi", j, res[rows])[..., None])[..., 0]
+        # Bounded steps (at most 2 scales of β3, a factor e of |β4|): an unbounded first step can leap
+        # into the exponential tail, where β3 and the slope trade off along a flat valley.
+        bound = 2 * np.exp(log_scale[rows])
+        c_new = centre[rows] + np.clip(step[:, 0], -bound, bound)
+        l_new = log_scale[rows] + np.clip(step[:, 1], -1.0, 1.0)
+        cost_new, res_new, jac_new, _, _ = _sigmoid_fit_state(x[rows], y[rows], c_new, l_new)
         better = cost_new < cost[rows]
         done = (better & (cost[rows] - cost_new <= tol * cost[rows])) | (damping[rows] > 1e12)
         take = rows[better]
-        beta[take], jac[take], res[take], cost[take] = trial[better], jac_new[better], res_new[better], cost_new[better]
+        centre[take], log_scale[take], cost[take] = c_new[better], l_new[better], cost_new[better]
+        res[take], jac[take] = res_new[better], jac_new[better]
         damping[rows] = np.where(better, np.maximum(damping[rows] / 10, 1e-12), damping[rows] * 10)
         rows = rows[~done]
-    return beta
+    _, _, _, slope, sig = _sigmoid_fit_state(x, y, centre, log_scale)
+    b2 = y.mean(axis=1) - slope * sig.mean(axis=1)
+    return np.stack([b2 + slope, b2, centre, np.exp(log_scale)], axis=1)
+
+
+def _exact_near_quantiles(approx: np.ndarray, exact, level: float, margin: int = 3) -> np.ndarray:
+    """``approx`` with the values that decide the percentile interval replaced by ``exact(i)``.
+
+    A percentile depends only on the order statistics at its position. The rows ranked within
+    ``margin`` of each position are recomputed exactly, then again any row that the exact values
+    move onto a position, until the values at the positions are all exact. NaN estimates are
+    recomputed too.
+    """
+    vals, done = approx.copy(), np.zeros(len(approx), bool)
+    a = (1 - level) / 2
+    positions = [p for q in (a, 1 - a) for p in {int(np.floor(q * (len(vals) - 1))), int(np.ceil(q * (len(vals) - 1)))}]
+    wanted = {int(i) for p in positions for i in np.argsort(vals)[max(p - margin, 0) : p + margin + 1]}
+    wanted |= {int(i) for i in np.flatnonzero(np.isnan(vals))}  # a degenerate fit: no estimate to rank
+    while wanted:
+        for i in wanted:
+            vals[i], done[i] = exact(i), True
+        order = np.argsort(vals)
+        wanted = {int(order[p]) for p in positions if not done[order[p]]}
+    return vals
 
 
 def bootstrap_cis(pred, mos, n: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap CIs of SRCC and PLCC (after the logistic mapping), every resample at once.
 
-    The resamples are :func:`bootstrap_ci`'s (same ``seed``, same images), and so are the intervals:
-    the ranks come from ``scipy.stats.rankdata`` row-wise, and each resample's logistic fit starts
-    from the fit to all images (:func:`fit_logistic_rows`) instead of a fresh ``curve_fit``.
+    The resamples and the intervals are :func:`bootstrap_ci`'s with :func:`srcc` and :func:`plcc`
+    (same ``seed``, same images, same numbers): ranks come from ``scipy.stats.rankdata`` row-wise,
+    and the logistic of every resample from :func:`fit_logistic_rows`; the few resamples whose PLCC
+    decides the interval are then refitted exactly as :func:`plcc` does.
 
     Example:
         >>> x = np.arange(30.0)
@@ -159,9 +200,11 @@ def bootstrap_cis(pred, mos, n: int = 1000, seed: int = 0, level: float = 0.95) 
     idx = _resamples(pred, mos, n, seed)
     x, y = pred[idx], mos[idx]
     rank_r = _pearson_rows(stats.rankdata(x, axis=1), stats.rankdata(y, axis=1))
-    beta = fit_logistic_rows(x, y, fit_logistic(pred, mos))
-    mapped_r = np.abs(_pearson_rows(_logistic_rows(x, beta)[0], y))
+    beta = fit_logistic_rows(x, y)
+    mapped = (beta[:, :1] - beta[:, 1:2]) / (1 + np.exp(np.clip(-(x - beta[:, 2:3]) / beta[:, 3:], -500, 500)))
+    mapped_r = np.abs(_pearson_rows(mapped, y))
     signed = np.where(rank_r >= 0, mapped_r, -mapped_r)  # as plcc(): the sign follows the rank correlation
+    signed = _exact_near_quantiles(signed, lambda i: plcc(x[i], y[i]), level)
     return {"srcc_ci95": _percentiles(rank_r, level), "plcc_ci95": _percentiles(signed, level)}
 
 
