@@ -271,6 +271,14 @@ def test_evaluate_csv_of_test_rows_only(test_only_csv, tiny_teacher_and_photos, 
     assert result["n"] == 6 and -1 <= result["srcc"] <= 1
 
 
+def test_evaluate_names_an_empty_split(test_only_csv, tiny_teacher_and_photos, capsys):
+    from kdiqa.cli import main
+
+    model, _ = tiny_teacher_and_photos
+    rc = main(["evaluate", "--dataset", f"csv:{test_only_csv}", "--model", str(model), "--split", "train"])
+    assert rc == 2 and "has no train split (it has: test)" in capsys.readouterr().err
+
+
 def test_carve_val_then_labels(rated_folder, test_only_csv):
     labels = f"csv:{rated_folder / 'labels.csv'}"
     carved = get_dataset(labels).carve(0.25, val_seed=3, label_fraction=0.5, label_seed=1)

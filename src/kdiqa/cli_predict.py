@@ -26,25 +26,20 @@ def _torch_backend(args, channels_last: bool = False):
 
 def cmd_evaluate(args) -> int:
     """``kdiqa evaluate``: metrics on a dataset split; unreadable images are reported (fatal with --strict)."""
+    from .data.datasets import get_dataset
     from .data.io import ImageLoadError
-    from .engine import DataSection, labelled_splits
     from .evaluation import evaluate_model, write_results
 
     # The same carving as `kdiqa train`, so a run's own split (random split index/seed, validation share)
     # can be reproduced: a model must not be scored on images it was trained on.
-    data = DataSection(
-        dataset=args.dataset,
-        root=args.root,
-        split_index=args.split_index,
-        split_seed=args.split_seed,
-        val_fraction=args.val_fraction,
-        val_seed=args.val_seed,
-    )
-    full, _, _ = labelled_splits(data)
-    if args.split == "val" and not any(r.split == "val" for r in full.rows):
-        raise ValueError(f"{args.dataset} has no val split: carve one as training did, e.g. --val-fraction 0.15")
-    backend = _torch_backend(args, channels_last=True)
+    full = get_dataset(args.dataset, args.root, split_index=args.split_index, seed=args.split_seed)
+    full = full.carve(args.val_fraction, args.val_seed)
+    if args.split != "all" and not any(r.split == args.split for r in full.rows):
+        hint = ": carve one as training did, e.g. --val-fraction 0.15" if args.split == "val" else ""
+        have = ", ".join(sorted({r.split for r in full.rows}))
+        raise ValueError(f"{args.dataset} has no {args.split} split{hint} (it has: {have})")
     ds = full.subset(args.split)
+    backend = _torch_backend(args, channels_last=True)
     try:
         result = evaluate_model(
             backend, ds, None, args.batch_size, args.workers, args.bootstrap, not args.quiet, args.strict

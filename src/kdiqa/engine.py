@@ -124,13 +124,8 @@ def labelled_splits(data: DataSection) -> tuple[IQADataset, IQADataset, IQADatas
     The validation split is carved out of train (never out of test) before ``label_fraction`` takes
     its share of the rest, so validation is the same at every label fraction.
     """
-    if not 0 <= data.val_fraction < 1:
-        raise ValueError(
-            f"val_fraction must be in [0, 1): the share of train carved out for validation, got {data.val_fraction}"
-        )
     ds = get_dataset(data.dataset, data.root, split_index=data.split_index, seed=data.split_seed)
-    ds = ds.carve_val(data.val_fraction, seed=data.val_seed) if data.val_fraction > 0 else ds
-    ds = ds.keep_labels(data.label_fraction, seed=data.label_seed) if data.label_fraction != 1 else ds  # rejects > 1
+    ds = ds.carve(data.val_fraction, data.val_seed, data.label_fraction, data.label_seed)
     return ds, ds.subset("train"), ds.subset("val") if data.val_fraction > 0 else None
 
 
