@@ -26,8 +26,9 @@ from .evaluation import predict_paths
 from .metrics import plcc, srcc
 from .models.iqa import IQAModel
 from .models.zoo import create_model
+from .runs import prepare_run
 from .runtime.preprocess import PreprocessConfig
-from .trainer import Run, Stage, freeze_prefixes, prepare_run, train, train_except_frozen
+from .trainer import Run, Stage, freeze_prefixes, train, train_except_frozen
 
 __all__ = ["TrainConfig", "fit", "freeze_prefixes", "labelled_splits", "prepare_run", "train_except_frozen"]
 

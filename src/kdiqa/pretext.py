@@ -27,7 +27,8 @@ from .data.io import load_image
 from .data.pools import PoolSource, crop_boxes, source_images
 from .models.iqa import IQAModel
 from .models.zoo import create_model
-from .trainer import Run, Stage, prepare_run, steps_for, train
+from .runs import prepare_run
+from .trainer import Run, Stage, steps_for, train
 
 # Types whose severity is not monotone in the level (level 3 is the identity): no level ranking.
 NOT_RANKABLE = ("mean_shift", "contrast_change")

@@ -7,15 +7,15 @@ optimizer steps. After every epoch the loop validates, logs a record (stdout and
 ``history.jsonl``) and checkpoints:
 
 - ``out/last``: the model, any other learnable state (adapters, auxiliary heads:
-  ``extra.safetensors``), the optimizer moments and the position (``train_state.*``), written
-  atomically, so a run killed at any moment resumes from its last finished epoch;
+  ``extra.safetensors``), the optimizer moments, the position (``train_state.*``) and the random
+  state, swapped in whole (:func:`recover_last`), so a run killed at any moment (even ``kill -9``)
+  resumes from its last finished epoch and continues as the uninterrupted run would have;
 - ``out/best``: the model with the best validation SRCC (or the lowest training loss without a
   validation split);
 - ``out/ema``: the weight EMA (timm's ``ModelEmaV3``) when ``ema_decay`` is set; it is then what
   is validated and kept as ``best``, and the raw weights' figures are logged as ``raw_val_*``.
 
-A run folder records its config (:func:`prepare_run`) and is never resumed under another recipe:
-only the keys of :data:`RUN_ONLY_KEYS` (threads, device, workers, epochs ...) may change.
+A run folder records its config and is never resumed under another recipe (:mod:`kdiqa.runs`).
 
 What a recipe trains is given by a loss function ``(batch, kind, step) → named losses`` (``"loss"``
 their sum, what is minimised): the distillation methods' ``Distiller.forward_train`` (the MOS-only
@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import json
 import math
-import random
+import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file
 from timm.utils import ModelEmaV3
@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from .checkpoint import atomic_save_tensors, load_train_state, save_model, save_train_state
 from .models.iqa import IQAModel
+from .runs import recover_last
 
 LossFn = Callable[[dict, str, int], dict[str, torch.Tensor]]
 
@@ -79,72 +80,6 @@ class Run:
     meta: dict[str, Any] = field(default_factory=dict)  # recorded in every checkpoint's config.json
     resume: bool = True
     progress: bool = True
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-# Settings that change how fast a run goes or where it lives, never what it learns, plus ``epochs`` (a finished
-# run may be resumed to train longer): a run may resume under other values of these.
-RUN_ONLY_KEYS = frozenset({"threads", "device", "workers", "resume", "out_dir", "epochs"})
-
-
-def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two recorded configs, ignoring :data:`RUN_ONLY_KEYS`.
-
-    A key in only one of them is a field added to (or dropped from) kdiqa between the two runs, not
-    a change of the run's recipe, and is not reported.
-
-    Example:
-        >>> config_changes({"optim": {"lr": 1e-3}, "threads": 1}, {"optim": {"lr": 3e-4}, "threads": 2, "new": 0})
-        ['optim.lr']
-        >>> config_changes({"stages": [{"lr": 1, "epochs": 2}]}, {"stages": [{"lr": 2, "epochs": 3}]})
-        ['stages.0.lr']
-    """
-    changes = []
-    for key in sorted(old.keys() & new.keys()):
-        if key in RUN_ONLY_KEYS:
-            continue
-        a, b = old[key], new[key]
-        if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):  # e.g. distill stages: item by item
-            a, b = ({str(i): v for i, v in enumerate(x)} for x in (a, b))
-        if isinstance(a, dict) and isinstance(b, dict):
-            changes += config_changes(a, b, f"{prefix}{key}.")
-        elif a != b:
-            changes.append(prefix + key)
-    return changes
-
-
-def prepare_run(cfg, config_name: str) -> tuple[torch.device, Path]:
-    """Threads, seeds and device from a run config; creates ``cfg.out_dir`` and records the config.
-
-    A run folder that already holds a resumable run of another recipe is refused (resuming would mix
-    the two): the error names the keys that differ.
-    """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    recorded, config = out / config_name, json.loads(json.dumps(asdict(cfg)))  # as recorded: tuples become lists
-    if cfg.resume and recorded.is_file() and (out / "last" / "train_state.json").is_file():
-        changed = config_changes(json.loads(recorded.read_text()), config)
-        if changed:
-            raise ValueError(
-                f"{out} holds a run of another config (it differs in {', '.join(changed)}); resuming would mix "
-                "the two: choose another out_dir, or --set resume=false to start it again"
-            )
-    recorded.write_text(json.dumps(config, indent=2))
-    return resolve_device(cfg.device), out
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> LRScheduler:
@@ -224,6 +159,8 @@ class _State:
                 run.module.load_state_dict(load_file(str(last / "extra.safetensors"), device=str(run.device)), False)
         else:  # a run folder written before extra.safetensors: the student and adapters in one file
             run.module.load_state_dict(load_file(str(last / "distiller.safetensors"), device=str(run.device)), False)
+        if (last / "rng.safetensors").is_file():  # the random stream continues where the killed run stopped
+            torch.set_rng_state(load_file(str(last / "rng.safetensors"))["torch"])
         self.resumed = True
         print(f"resumed from {last} at stage {self.start[0]}, epoch {self.start[1]}")
 
@@ -276,7 +213,7 @@ def _validate(run: Run, ema, record: dict) -> None:
 
 
 def _checkpoint(run: Run, state: _State, record: dict, optimizer, ema, t_start: float) -> None:
-    """best/ (if improved), ema/, last/ (model, extra state, optimizer, position): all atomic writes."""
+    """best/ (if improved) and ema/, then a complete new last/ swapped in whole (see :func:`recover_last`)."""
     si, epoch = record["stage"], record["epoch"]
     extra = {**run.meta, "stage": si, "epoch": epoch, "metrics": record}
     score = record["val_srcc"] if "val_srcc" in record else -record["train_loss"]
@@ -286,11 +223,30 @@ def _checkpoint(run: Run, state: _State, record: dict, optimizer, ema, t_start: 
         save_model(kept, run.out / "best", extra)
     if ema is not None:
         save_model(ema.module, run.out / "ema", extra)
-    last = save_model(run.model, run.out / "last", extra)
+    partial = run.out / "last.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    save_model(run.model, partial, extra)
     if run.extra_state:
-        atomic_save_tensors(_extra_tensors(run), last / "extra.safetensors")
+        atomic_save_tensors(_extra_tensors(run), partial / "extra.safetensors")
+    if ema is not None:
+        atomic_save_tensors(ema.module.state_dict(), partial / "ema.safetensors")
+    atomic_save_tensors({"torch": torch.get_rng_state()}, partial / "rng.safetensors")
     info = {"stage": si, "epoch": epoch, "history": state.history, "best": state.best}
-    save_train_state(last, optimizer, info | {"seconds": state.seconds + time.time() - t_start})
+    save_train_state(partial, optimizer, info | {"seconds": state.seconds + time.time() - t_start})  # written last
+    last, old = run.out / "last", run.out / "last.old"
+    if last.exists():
+        os.replace(last, old)
+    os.replace(partial, last)
+    if old.exists():
+        shutil.rmtree(old)
+    _atomic_text(run.out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def train(run: Run, stages: list[Stage]) -> dict:
@@ -302,14 +258,18 @@ def train(run: Run, stages: list[Stage]) -> dict:
     """
     t_start = time.time()
     run.out.mkdir(parents=True, exist_ok=True)
+    recover_last(run.out)
     state = _State(run)
     if run.ema_decay is not None and not 0.0 < run.ema_decay < 1.0:
         raise ValueError(f"optim.ema_decay must be in (0, 1), got {run.ema_decay}")
     ema = ModelEmaV3(run.model, decay=run.ema_decay, use_warmup=True) if run.ema_decay else None
     if ema is not None and state.resumed:
-        if not (run.out / "ema" / "model.safetensors").is_file():
+        saved = [
+            p for p in (run.out / "last" / "ema.safetensors", run.out / "ema" / "model.safetensors") if p.is_file()
+        ]
+        if not saved:
             raise ValueError(f"cannot resume {run.out} with optim.ema_decay: it has no ema/ checkpoint")
-        ema.module.load_state_dict(load_file(str(run.out / "ema" / "model.safetensors"), device=str(run.device)))
+        ema.module.load_state_dict(load_file(str(saved[0]), device=str(run.device)))
     step0 = 0
     for si, stage in enumerate(stages):
         if si < state.start[0]:  # finished in an earlier process
@@ -332,8 +292,6 @@ def train(run: Run, stages: list[Stage]) -> dict:
             _validate(run, ema, record)
             state.history.append(record)
             print(json.dumps(record))
-            with open(run.out / "history.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
             _checkpoint(run, state, record, optimizer, ema, t_start)
     return {
         "history": state.history,

@@ -26,8 +26,9 @@ from ..hub import load, resolve_folder
 from ..metrics import srcc
 from ..models.iqa import IQAModel
 from ..models.zoo import create_model
+from ..runs import prepare_run
 from ..runtime.preprocess import PreprocessConfig
-from ..trainer import Run, Stage, freeze_prefixes, passes_for, prepare_run, steps_for, train
+from ..trainer import Run, Stage, freeze_prefixes, passes_for, steps_for, train
 from .base import DistillConfig, Distiller, build_distiller
 from .cache import CacheSection
 from .data import GroupedBatches, PoolCrops, cached_data, pool_items, soft_label_pool
