@@ -175,11 +175,16 @@ def test_train_with_weight_ema(rated_folder, tmp_path, capsys):
     diffs = [float((ema_w[k] - raw_w[k]).abs().max()) for k in raw_w if raw_w[k].is_floating_point()]
     assert max(diffs) > 1e-6 and max(diffs) < 10
 
-    # Resuming an EMA run whose ema/ folder is gone is a clear error, not a silent restart of the average.
+    # last/ keeps its own copy of the average, so a deleted ema/ folder does not stop a resume ...
     import shutil
 
     shutil.rmtree(out / "ema")
-    assert _train(rated_folder, out, *ema, "--set", "optim.epochs=3") == 2
+    assert _train(rated_folder, out, *ema, "--set", "optim.epochs=3") == 0
+    assert (out / "ema" / "model.safetensors").is_file() and (out / "last" / "ema.safetensors").is_file()
+    # ... but an EMA run with no average left is a clear error, not a silent restart of the average.
+    shutil.rmtree(out / "ema")
+    (out / "last" / "ema.safetensors").unlink()
+    assert _train(rated_folder, out, *ema, "--set", "optim.epochs=4") == 2
     assert "has no ema/ checkpoint" in capsys.readouterr().err
 
 
