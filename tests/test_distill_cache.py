@@ -129,6 +129,12 @@ threads: 1
     assert summary["total_steps"] == 6 + 2 + 1
     metas = sorted(cache_meta(p)["items"] for p in (tmp_path / "cache").glob("*.safetensors"))
     assert metas == [24, 2 * 14]  # 14 labelled train images (after the validation carve) × 2 crops
+    # a run that finds its caches trains exactly as the run that built them
+    from safetensors.torch import load_file
+
+    assert main(["distill", "--config", str(cfg), "--quiet", "--set", f"out_dir={tmp_path / 'again'}"]) == 0
+    built, found = (load_file(str(tmp_path / d / "last" / "model.safetensors")) for d in ("run", "again"))
+    assert all(torch.equal(built[k], found[k]) for k in built)
 
 
 def test_grouped_batches_never_mix_parts():

@@ -122,7 +122,14 @@ def build_cache(
         raise ValueError(f"cache stages {list(stages)} outside the teacher's stages 0..{n_stages - 1}")
     device = next(teacher.parameters()).device
     teacher.eval()
-    loader = DataLoader(_Views(sources, crop, views), batch_size=max(1, batch_size // views), num_workers=workers)
+    # Its own generator: building a cache draws nothing from the global one, so a run trains the same whether
+    # it built its caches or found them.
+    loader = DataLoader(
+        _Views(sources, crop, views),
+        batch_size=max(1, batch_size // views),
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(0),
+    )
     images, scores, feats = [], [], {s: [] for s in stages}
     for v in tqdm(loader, desc=f"teacher cache ({len(sources)} images × {views} crops)", disable=not progress):
         v = v.flatten(0, 1)
