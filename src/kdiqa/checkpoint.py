@@ -27,7 +27,7 @@ class CheckpointError(ValueError):
     tensors); the message names the file and the problem."""
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -45,7 +45,7 @@ def save_model(model: IQAModel, folder: str | Path, extra: dict[str, Any] | None
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(model.state_dict(), folder / WEIGHTS_NAME, metadata={"format": "pt"})
     config = {"format_version": FORMAT_VERSION, "kdiqa_model": model.cfg.to_dict(), **(extra or {})}
-    _atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2, default=str))
+    atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2, default=str))
     return folder
 
 
@@ -121,7 +121,7 @@ def save_train_state(folder: str | Path, optimizer: torch.optim.Optimizer, info:
                 scalars[f"{pid}.{name}"] = value
     atomic_save_tensors(tensors, folder / "train_state.safetensors")
     payload = {"param_groups": sd["param_groups"], "scalars": scalars, **info}
-    _atomic_write_text(folder / "train_state.json", json.dumps(payload, indent=2, default=float))
+    atomic_write_text(folder / "train_state.json", json.dumps(payload, indent=2, default=float))
 
 
 def load_train_state(folder: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

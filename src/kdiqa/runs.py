@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import atomic_write_text
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -82,7 +84,7 @@ def prepare_run(cfg, config_name: str) -> tuple[torch.device, Path]:
                 f"{out} holds a run of another config (it differs in {', '.join(changed)}); resuming would mix "
                 "the two: choose another out_dir, or --set resume=false to start it again"
             )
-    recorded.write_text(json.dumps(config, indent=2))
+    atomic_write_text(recorded, json.dumps(config, indent=2))
     return resolve_device(cfg.device), out
 
 

@@ -42,7 +42,7 @@ from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 from tqdm import tqdm
 
-from .checkpoint import atomic_save_tensors, load_train_state, save_model, save_train_state
+from .checkpoint import atomic_save_tensors, atomic_write_text, load_train_state, save_model, save_train_state
 from .models.iqa import IQAModel
 from .runs import recover_last
 
@@ -240,13 +240,7 @@ def _checkpoint(run: Run, state: _State, record: dict, optimizer, ema, t_start: 
     os.replace(partial, last)
     if old.exists():
         shutil.rmtree(old)
-    _atomic_text(run.out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(run.out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
 
 
 def train(run: Run, stages: list[Stage]) -> dict:
