@@ -61,6 +61,7 @@ class Stage:
     param_groups: Callable[[], list[dict]]  # fresh AdamW parameter groups ("params", "lr", "weight_decay")
     warmup: int = 0  # linear warm-up steps (from lr / warmup), then cosine to 0 at the stage's end
     grad_clip: float | None = None
+    batch_size: int | None = None  # given: progress is counted in views (views/s, ETA) and the record has train_views
 
 
 @dataclass
@@ -175,7 +176,8 @@ def _run_epoch(run: Run, stage: Stage, si: int, epoch: int, optimizer, scheduler
     train_except_frozen(run.model, run.frozen)
     t0, sums, done = time.time(), {}, 0
     desc = f"{stage.name} epoch {epoch + 1}/{stage.epochs}"
-    bar = tqdm(total=stage.steps, desc=desc, disable=not run.progress, unit="step", dynamic_ncols=True)
+    per, unit = (stage.batch_size, "view") if stage.batch_size else (1, "step")
+    bar = tqdm(total=stage.steps * per, desc=desc, disable=not run.progress, unit=unit, dynamic_ncols=True)
     for i, batch in enumerate(stage.batches(epoch)):
         if i >= stage.steps:
             break
@@ -194,13 +196,15 @@ def _run_epoch(run: Run, stage: Stage, si: int, epoch: int, optimizer, scheduler
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         done += 1
-        bar.update(1)
+        bar.update(per)
         bar.set_postfix(loss=f"{sums['loss'] / done:.4f}")
     bar.close()
     if done == 0:
         raise ValueError(f"{stage.name}: the data made no batch")
     _advance(scheduler, stage.steps - done)  # keep the schedule on its step grid
     record = {"stage": si, "kind": stage.kind, "epoch": epoch, "train_seconds": round(time.time() - t0, 1)}
+    if stage.batch_size:
+        record["train_views"] = done * stage.batch_size
     return record | {f"train_{k}": v / done for k, v in sums.items()}
 
 

@@ -19,7 +19,7 @@ from torch.utils.data import ConcatDataset, Dataset, Sampler
 
 from ..checkpoint import WEIGHTS_NAME, file_sha256
 from ..data.io import load_image
-from ..data.pools import PoolItem, build_items
+from ..data.pools import PoolItem, build_items, source_images
 from ..softlabels import SoftLabelDataset, read_meta_file
 from .cache import CachedCrops, CacheSource, build_cache
 
@@ -128,3 +128,13 @@ def soft_label_pool(cfg, teacher_folder: Path, val_ds, transform) -> PoolSoftLab
             f"the run's teacher {cfg.teacher} is {sha[:12]}…)"
         )
     return PoolSoftLabels(cfg.soft_labels, build_items(cfg.pool), pool_items(cfg, val_ds), transform)
+
+
+def matching_images(cfg, val_ds) -> list[str]:
+    """The source images of function-matching views: every image of the pool's sources, except the labelled
+    validation images (a view of them would let the teacher's judgement of validation images leak)."""
+    held_out = {os.path.realpath(r.path) for r in val_ds.rows}
+    images = sorted({p for src in cfg.pool.sources for p in source_images(src)} - held_out)
+    if not images:
+        raise ValueError("data 'views' needs pool sources with images (pool.sources)")
+    return images

@@ -11,6 +11,7 @@ student with the best validation SRCC (on the val split carved from the labelled
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -31,16 +32,18 @@ from ..runtime.preprocess import PreprocessConfig
 from ..trainer import Run, Stage, freeze_prefixes, passes_for, steps_for, train
 from .base import DistillConfig, Distiller, build_distiller
 from .cache import CacheSection
-from .data import GroupedBatches, PoolCrops, cached_data, pool_items, soft_label_pool
+from .data import GroupedBatches, PoolCrops, cached_data, matching_images, pool_items, soft_label_pool
+from .matching import MatchingViews, MatchSection
 
 
 @dataclass
 class StageSection:
     stage: str = "joint"  # soft | joint | task
-    data: str = "labelled"  # pool | labelled | both
-    epochs: int = 1
+    data: str = "labelled"  # pool | labelled | both | views (fresh function-matching views of the pool's images)
+    epochs: int = 1  # with `views`: the checkpoints (validation rounds) over them
     lr: float = 1e-3
     steps_per_epoch: int | None = None  # exact steps (more than a pass: further shuffled passes); None: one pass
+    views: int | None = None  # data: views — the stage's length in views (never repeated), split over its epochs
 
 
 @dataclass
@@ -58,6 +61,7 @@ class DistillRunConfig:
     stages: list[StageSection] = field(default_factory=lambda: [StageSection()])
     eval: EvalSection = field(default_factory=lambda: EvalSection(mode="full"))
     cache: CacheSection = field(default_factory=CacheSection)  # teacher targets computed once (cache.py)
+    matching: MatchSection = field(default_factory=MatchSection)  # how `data: views` stages draw their views
     soft_labels: str | None = None  # a `kdiqa pseudo-label` file of this pool and teacher: pool targets from it
     weight_decay: float = 0.01
     out_dir: str = "runs/distill"
@@ -83,6 +87,7 @@ def _datasets(cfg: DistillRunConfig, teacher: IQAModel, train_ds, val_ds, progre
         pool = pool or PoolCrops(pool_items(cfg, val_ds), tf)
     labelled = TorchIQADataset(train_ds, tf, lab.repeat)
     data = {"labelled": labelled, "pool": pool, "both": ConcatDataset([labelled, pool]) if pool else None}
+    data["views"] = matching_images(cfg, val_ds) if any(s.data == "views" for s in cfg.stages) else None
     if cfg.cache.enabled and cfg.method != "none":  # the MOS-only control never needs the teacher
         data.update(cached_data(cfg, teacher, train_ds, val_ds, needs_pool, progress))
     return data
@@ -110,6 +115,9 @@ def _stages(cfg: DistillRunConfig, data: dict, distiller: Distiller) -> list[Sta
     """One trainer stage per configured stage, on its data source, with its own AdamW and schedule."""
     stages, bs = [], cfg.labelled.batch_size
     for si, st in enumerate(cfg.stages):
+        if st.data == "views" and cfg.method != "none":
+            stages.append(_views_stage(cfg, si, st, data["views"], distiller))
+            continue
         if cfg.method == "none":  # the control learns from MOS only: labelled data in every stage
             source = "labelled"
         else:
@@ -132,6 +140,28 @@ def _stages(cfg: DistillRunConfig, data: dict, distiller: Distiller) -> list[Sta
         name = f"{cfg.method} stage {si + 1} ({st.stage})"
         stages.append(Stage(name, st.stage, st.epochs, steps, batches, groups, warmup=steps // 2))
     return stages
+
+
+def _views_stage(cfg: DistillRunConfig, si: int, st: StageSection, images: list[str], distiller) -> Stage:
+    """A function-matching stage: ``st.views`` fresh views, ``st.epochs`` checkpoints; view ``i`` of epoch ``e``
+    is view ``e × steps × batch + i`` of the stage's stream, so a resumed epoch sees the same views."""
+    bs = cfg.labelled.batch_size
+    if st.stage != "soft":
+        raise ValueError(f"stage {si}: data 'views' has no MOS, so its stage must be 'soft', got {st.stage!r}")
+    if not st.views and not st.steps_per_epoch:
+        raise ValueError(f"stage {si}: data 'views' needs `views` (the stage's length) or `steps_per_epoch`")
+    steps = st.steps_per_epoch or math.ceil(st.views / (st.epochs * bs))
+    views = MatchingViews(images, cfg.matching, cfg.seed, si, length=st.epochs * steps * bs)
+
+    def batches(epoch: int) -> DataLoader:
+        order = range(epoch * steps * bs, (epoch + 1) * steps * bs)
+        return DataLoader(views, batch_size=bs, sampler=order, num_workers=cfg.labelled.workers, drop_last=True)
+
+    def groups(lr: float = st.lr) -> list[dict]:
+        return [{"params": distiller.learnable_parameters(), "lr": lr, "weight_decay": cfg.weight_decay}]
+
+    name = f"{cfg.method} stage {si + 1} (views)"
+    return Stage(name, st.stage, st.epochs, steps, batches, groups, warmup=steps // 2, batch_size=bs)
 
 
 def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:

@@ -1,0 +1,101 @@
+"""Function matching: fresh, reproducible views that the teacher scores exactly as the student sees them."""
+
+import json
+
+import pytest
+import torch
+from conftest import synthetic_photo
+
+from kdiqa.distill.matching import MatchingViews, MatchSection
+
+
+@pytest.fixture
+def photos(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(3):
+        synthetic_photo((72, 56), seed=i).save(d / f"{i}.png")
+    return sorted(str(p) for p in d.iterdir())
+
+
+def _find(views: MatchingViews, mode: str) -> int:
+    return next(i for i in range(200) if views.spec(i).mode == mode)
+
+
+def test_views_are_a_pure_function_of_their_index_and_never_repeat(photos):
+    cfg = MatchSection(crop=32)
+    a, b = MatchingViews(photos, cfg, seed=0, stage=0), MatchingViews(photos, cfg, seed=0, stage=0)
+    first = [a[i]["image"] for i in range(40)]
+    assert all(torch.equal(b[i]["image"], first[i]) for i in reversed(range(40)))  # any order, any instance
+    assert all(x.shape == (3, 32, 32) and x.min() >= 0 and x.max() <= 1 for x in first)
+    assert len({x.numpy().tobytes() for x in first}) == 40
+    assert not torch.equal(MatchingViews(photos, cfg, seed=0, stage=1)[0]["image"], first[0])  # stages differ
+    assert not torch.equal(MatchingViews(photos, cfg, seed=1, stage=0)[0]["image"], first[0])  # and seeds
+    assert torch.isnan(a[0]["score"])
+    modes = [a.spec(i).mode for i in range(200)]
+    # mix 0.8, half CutMix: roughly 20 % / 40 % / 40 %
+    assert 20 < modes.count("none") < 60 and modes.count("mixup") > 50 and modes.count("cutmix") > 50
+
+
+def test_mixup_and_cutmix_compose_the_two_parts(photos):
+    views = MatchingViews(photos, MatchSection(crop=32, distort=0.0), seed=0, stage=0)
+    spec = views.spec(_find(views, "mixup"))
+    one, two = views._render(spec.first), views._render(spec.second)
+    assert torch.allclose(views.render(spec), spec.lam * one + (1 - spec.lam) * two, atol=1e-6)
+    spec = views.spec(_find(views, "cutmix"))
+    one, two, x = views._render(spec.first), views._render(spec.second), views.render(spec)
+    left, top, w, h = spec.paste
+    inside = torch.zeros(32, 32, dtype=torch.bool)
+    inside[top : top + h, left : left + w] = True
+    assert torch.equal(x[:, inside], two[:, inside]) and torch.equal(x[:, ~inside], one[:, ~inside])
+    assert spec.lam == pytest.approx(1 - w * h / 32**2)
+
+
+def test_views_stage_trains_on_exactly_the_views_the_teacher_scores(
+    tmp_path, rated_folder, tiny_teacher_and_photos, monkeypatch
+):
+    from kdiqa.cli import main
+    from kdiqa.distill.response import ResponseDistill
+
+    teacher, photo_dir = tiny_teacher_and_photos
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(f"""
+method: response
+student: iqa_test_tiny
+teacher: {teacher}
+pool: {{sources: [{{path: {photo_dir}}}, {{path: {rated_folder / "labels.csv"}, split: train}}]}}
+matching: {{crop: 32}}
+labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 32, batch_size: 4, workers: 0, val_fraction: 0.25}}
+stages:
+  - {{stage: soft, data: views, epochs: 2, views: 16}}
+  - {{stage: task, data: labelled, epochs: 1, steps_per_epoch: 1}}
+eval: {{mode: center, crop: 32}}
+out_dir: {tmp_path / "run"}
+threads: 1
+""")
+    seen, original = [], ResponseDistill.teacher_targets
+
+    def spy(self, batch, maps=True):
+        if "t_score" not in batch and torch.isnan(batch["score"]).all():
+            seen.append(batch["image"].clone())
+        return original(self, batch, maps)
+
+    monkeypatch.setattr(ResponseDistill, "teacher_targets", spy)
+    assert main(["distill", "--config", str(cfg), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["total_steps"] == 2 * 2 + 1
+    history = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [h.get("train_views") for h in history] == [8, 8, None]
+    assert len(seen) == 4  # the teacher ran online on every view batch
+
+    from kdiqa.config import load_config
+    from kdiqa.distill.data import matching_images
+    from kdiqa.distill.engine import DistillRunConfig
+    from kdiqa.engine import labelled_splits
+
+    run_cfg = load_config(DistillRunConfig, cfg)
+    _, _, val_ds = labelled_splits(run_cfg.labelled)
+    images = matching_images(run_cfg, val_ds)
+    assert not {r.path for r in val_ds.rows} & set(images) and len(images) == 4 + 14  # photos + train minus val
+    views = MatchingViews(images, run_cfg.matching, seed=0, stage=0)
+    assert torch.equal(seen[3], torch.stack([views[i]["image"] for i in range(12, 16)]))  # epoch 1, second batch
