@@ -88,6 +88,20 @@ def _cmd_average(args) -> int:
     return 0
 
 
+def _cmd_prune(args) -> int:
+    from .checkpoint import save_model
+    from .hub import load
+    from .models.pruning import prune
+    from .models.zoo import MODELS, create_model
+
+    model = create_model(args.model, pretrained=args.pretrained) if args.model in MODELS else load(args.model)
+    before = model.num_params()
+    pruned = prune(model, args.ratio, args.size)
+    save_model(pruned, args.out, {"pruned_from": args.model, "pruning_ratio": args.ratio})
+    print(f"{args.out}: {before / 1e6:.2f} M → {pruned.num_params() / 1e6:.2f} M parameters")
+    return 0
+
+
 def _cmd_merge_labels(args) -> int:
     from .softlabels import merge_shards
 
@@ -251,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--weights", type=float, nargs="+", help="one weight per checkpoint (default: equal)")
     p.set_defaults(fn=_cmd_average)
+
+    p = sub.add_parser("prune", help="remove a share of every layer's channels (torch-pruning); loads without it")
+    p.add_argument("--model", required=True, help="architecture name, bundled name or checkpoint folder")
+    p.add_argument("--pretrained", default="imagenet", help="with an architecture name: none | imagenet | hub")
+    p.add_argument("--ratio", type=float, required=True, help="share of each layer's channels removed, in (0, 1)")
+    p.add_argument("--size", type=int, default=224, help="side of the example input traced for the dependencies")
+    p.add_argument("--out", required=True, help="checkpoint folder to write (e.g. a distillation's student_init)")
+    p.set_defaults(fn=_cmd_prune)
 
     p = sub.add_parser("merge-labels", help="merge pseudo-label shards after checking completeness")
     p.add_argument("shards", nargs="+")

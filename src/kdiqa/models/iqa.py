@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .shapes import apply_shapes
+
 
 @dataclass
 class ModelConfig:
@@ -42,6 +44,7 @@ class ModelConfig:
     eval_max_short: int | None = None  # downscale larger images to this shorter side before scoring
     head_levels: tuple[int, ...] = ()  # stage indices whose maps are mean+std pooled into the head
     num_stages: int | None = None  # keep only the backbone's first N feature stages (None: all)
+    pruned_shapes: dict = field(default_factory=dict)  # tensor name → shape, where channel pruning changed it
     backbone_kwargs: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -150,6 +153,21 @@ class IQAModel(nn.Module):
         mean = torch.tensor(cfg.mean, dtype=torch.float32)
         self.register_buffer("_norm_weight", (1.0 / std).view(3, 1, 1, 1), persistent=False)
         self.register_buffer("_norm_bias", -mean / std, persistent=False)
+        if cfg.pruned_shapes:
+            self._apply_pruned_shapes(cfg.pruned_shapes)
+
+    def _apply_pruned_shapes(self, shapes: dict) -> None:
+        """Shrinks the layers to a pruned model's shapes (:mod:`kdiqa.models.shapes`); weights are loaded after."""
+        if self.head_levels:
+            raise ValueError("pruned models have a single-level head (head_levels must be empty)")
+        apply_shapes(self, shapes)
+        self.embed_dim = self.head.fc1.in_features
+        with torch.no_grad():  # the stage maps' widths changed too
+            _, feats = self.backbone.forward_intermediates(
+                torch.zeros(1, 3, 64, 64), indices=list(range(self.num_stages))
+            )
+        for info, f in zip(self.backbone.feature_info, feats, strict=False):
+            info["num_chs"] = int(f.shape[1])
 
     def _truncate(self, n: int) -> None:
         """Drops every block after feature stage ``n`` and the backbone's neck (timm's
