@@ -75,8 +75,10 @@ def _cmd_pretext(args) -> int:
 def _cmd_distill(args) -> int:
     from .config import load_config
     from .distill.engine import DistillRunConfig, distill
+    from .distill.quickstart import flag_overrides
 
-    summary = distill(load_config(DistillRunConfig, args.config, args.set), progress=not args.quiet)
+    overrides = flag_overrides(args, from_file=args.config is not None) + args.set
+    summary = distill(load_config(DistillRunConfig, args.config, overrides), progress=not args.quiet)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -255,8 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_pretext)
 
     p = sub.add_parser("distill", help="multi-stage knowledge distillation (none/response/hints/review)")
-    p.add_argument("--config", required=True)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--config", help="a distillation YAML; without it, the quick-start recipe (docs/own-data.md)")
+    p.add_argument("--teacher", help="teacher: bundled name or checkpoint folder (default: teacher)")
+    p.add_argument("--labelled", help="the rated images: a dataset name or csv:FILE (image,mos[,std,split])")
+    p.add_argument("--unlabelled", action="append", help="a folder (or CSV) of unrated images; repeatable")
+    p.add_argument("--student", help="registered student architecture (default: iqa_mobilenetv3_small_050)")
+    p.add_argument("--method", help="none | response | hints | review (default: response)")
+    p.add_argument("--views", type=int, help="quick-start recipe: function-matching views (default: 50000)")
+    p.add_argument("--out", help="run folder (out_dir)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config value; wins")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_cmd_distill)
 
