@@ -96,3 +96,14 @@ def test_recover_last_keeps_the_newest_complete_checkpoint(tmp_path):
     os.replace(tmp_path / "last", tmp_path / "last.old")
     recover_last(tmp_path)  # the new checkpoint was complete: it wins
     assert json.loads((tmp_path / "last" / "train_state.json").read_text()) == {"epoch": 1}
+
+
+def test_snapshots_keep_every_epoch_and_may_be_switched_on_when_resuming(rated_folder, tmp_path):
+    run = tmp_path / "run"
+    fit(_cfg(rated_folder, run, "optim.epochs=1"), progress=False)
+    assert not (run / "snapshots").exists()
+    fit(_cfg(rated_folder, run, "optim.epochs=3", "snapshots=true"), progress=False)  # not a change of recipe
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["s0e1", "s0e2"]
+    last, snap = _weights(run), load_file(str(run / "snapshots" / "s0e2" / "model.safetensors"))
+    assert all(torch.equal(last[k], snap[k]) for k in last)
+    assert json.loads((run / "snapshots" / "s0e1" / "config.json").read_text())["epoch"] == 1

@@ -101,6 +101,7 @@ class TrainConfig:
     threads: int | None = None
     channels_last: bool = True
     resume: bool = True
+    snapshots: bool = False  # also keep the model of every epoch (out_dir/snapshots/s<stage>e<epoch>): curves
     max_steps_per_epoch: int | None = None  # for smoke tests
 
 
@@ -211,6 +212,7 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
         channels_last=cfg.channels_last,
         meta={"train_config": asdict(cfg), "dataset": ds.name},
         resume=cfg.resume,
+        snapshots=cfg.snapshots,
         progress=progress,
     )
     result = train(run, [stage])

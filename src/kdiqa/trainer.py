@@ -12,6 +12,7 @@ optimizer steps. After every epoch the loop validates, logs a record (stdout and
   resumes from its last finished epoch and continues as the uninterrupted run would have;
 - ``out/best``: the model with the best validation SRCC (or the lowest training loss without a
   validation split);
+- ``out/snapshots/s<stage>e<epoch>``: with ``snapshots``, the model of every epoch (for curves);
 - ``out/ema``: the weight EMA (timm's ``ModelEmaV3``) when ``ema_decay`` is set; it is then what
   is validated and kept as ``best``, and the raw weights' figures are logged as ``raw_val_*``.
 
@@ -81,6 +82,7 @@ class Run:
     meta: dict[str, Any] = field(default_factory=dict)  # recorded in every checkpoint's config.json
     resume: bool = True
     progress: bool = True
+    snapshots: bool = False  # keep the model after every epoch in out/snapshots/s<stage>e<epoch>
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> LRScheduler:
@@ -227,6 +229,8 @@ def _checkpoint(run: Run, state: _State, record: dict, optimizer, ema, t_start: 
         save_model(kept, run.out / "best", extra)
     if ema is not None:
         save_model(ema.module, run.out / "ema", extra)
+    if run.snapshots:
+        save_model(kept, run.out / "snapshots" / f"s{si}e{epoch}", extra)
     partial = run.out / "last.partial"
     if partial.exists():
         shutil.rmtree(partial)

@@ -69,6 +69,7 @@ class DistillRunConfig:
     device: str = "auto"
     threads: int | None = None
     resume: bool = True
+    snapshots: bool = False  # also keep the model of every epoch (out_dir/snapshots/s<stage>e<epoch>): curves
 
 
 def _datasets(cfg: DistillRunConfig, teacher: IQAModel, train_ds, val_ds, progress: bool) -> dict:
@@ -193,6 +194,7 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
         extra_state=[n for n, _ in distiller.named_children() if n not in ("student", "teacher")],
         meta={"distill_config": asdict(cfg)},
         resume=cfg.resume,
+        snapshots=cfg.snapshots,
         progress=progress,
     )
     result = train(run, _stages(cfg, data, distiller))
