@@ -1,6 +1,7 @@
 """Function matching: fresh, reproducible views that the teacher scores exactly as the student sees them."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,3 +100,61 @@ threads: 1
     assert not {r.path for r in val_ds.rows} & set(images) and len(images) == 4 + 14  # photos + train minus val
     views = MatchingViews(images, run_cfg.matching, seed=0, stage=0)
     assert torch.equal(seen[3], torch.stack([views[i]["image"] for i in range(12, 16)]))  # epoch 1, second batch
+
+
+def _views_config(tmp_path, rated_folder, teacher, photo_dir) -> Path:
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(f"""
+method: response
+student: iqa_test_tiny
+teacher: {teacher}
+pool: {{sources: [{{path: {photo_dir}}}]}}
+matching: {{crop: 32, seed: 7, cache: {tmp_path / "views.sqlite"}}}
+labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 32, batch_size: 4, workers: 0, val_fraction: 0.25}}
+stages: [{{stage: soft, data: views, epochs: 2, views: 16}}]
+eval: {{mode: center, crop: 32}}
+out_dir: {tmp_path / "run"}
+threads: 1
+""")
+    return cfg
+
+
+def test_match_cache_fills_by_shard_and_serves_the_run_without_the_teacher(
+    tmp_path, rated_folder, tiny_teacher_and_photos, monkeypatch, capsys
+):
+    import kdiqa
+    from kdiqa.cli import main
+    from kdiqa.distill.match_cache import MatchCache, fill, stream_fingerprint
+    from kdiqa.distill.response import ResponseDistill
+
+    teacher, photo_dir = tiny_teacher_and_photos
+    cfg = _views_config(tmp_path, rated_folder, teacher, photo_dir)
+    assert main(["distill", "--config", str(cfg), "--quiet"]) == 2  # nothing stored yet
+    assert "have no teacher score yet; fill it with `kdiqa match-cache`" in capsys.readouterr().err
+    for shard in ("0/2", "1/2"):  # two processes' worth of work, one after the other
+        assert main(["match-cache", "--config", str(cfg), "--shard", shard, "--workers", "0", "--quiet"]) == 0
+        assert json.loads(capsys.readouterr().out)["scored_now"] == 8
+
+    views = MatchingViews(sorted(str(p) for p in Path(photo_dir).iterdir()), MatchSection(crop=32), seed=7, stage=0)
+    t = kdiqa.load(teacher)
+    cache = MatchCache(tmp_path / "views.sqlite", stream_fingerprint(t, views))
+    stored = cache.scores(16)
+    cache.close()
+    with torch.no_grad():
+        online = t(torch.stack([views[i]["image"] for i in range(16)]))
+    assert torch.allclose(stored, online, atol=1e-5)
+    assert fill(t, views, tmp_path / "views.sqlite", 16, workers=0, progress=False)["scored_now"] == 0  # resumes
+    with pytest.raises(ValueError, match="another view stream"):
+        fill(t, MatchingViews(views.images, views.cfg, seed=8, stage=0), tmp_path / "views.sqlite", 4, workers=0)
+
+    seen, original = [], ResponseDistill.teacher_targets
+    monkeypatch.setattr(
+        ResponseDistill,
+        "teacher_targets",
+        lambda self, b, maps=True: seen.append("t_score" in b) or original(self, b, maps),
+    )
+    assert main(["distill", "--config", str(cfg), "--quiet"]) == 0
+    assert seen == [True] * 4  # every batch came with the stored scores of exactly its views
+    capsys.readouterr()
+    hints = ["distill", "--config", str(cfg), "--quiet", "--set", "method=hints", "--set", "resume=false"]
+    assert main(hints) == 2 and "matching.cache holds scores only" in capsys.readouterr().err

@@ -83,6 +83,33 @@ def _cmd_distill(args) -> int:
     return 0
 
 
+def _cmd_match_cache(args) -> int:
+    from .config import load_config
+    from .distill.data import matching_images
+    from .distill.engine import DistillRunConfig, stage_views
+    from .distill.match_cache import fill
+    from .engine import labelled_splits
+    from .hub import load
+    from .softlabels import parse_shard
+
+    cfg = load_config(DistillRunConfig, args.config, args.set)
+    if not cfg.matching.cache:
+        raise ValueError("the config names no matching.cache file (--set matching.cache=FILE)")
+    if not 0 <= args.stage < len(cfg.stages) or cfg.stages[args.stage].data != "views":
+        raise ValueError(f"stage {args.stage} of {args.config} is not a `data: views` stage")
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    images = matching_images(cfg, labelled_splits(cfg.labelled)[2])
+    views, _ = stage_views(cfg, args.stage, images)
+    teacher = load(cfg.teacher, device=args.device)
+    shard = parse_shard(args.shard)
+    summary = fill(teacher, views, cfg.matching.cache, len(views), shard, args.batch_size, args.workers, not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _cmd_average(args) -> int:
     from .checkpoint import average_checkpoints
 
@@ -269,6 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config value; wins")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_cmd_distill)
+
+    p = sub.add_parser("match-cache", help="the teacher's scores of a function-matching stage's views (resumable)")
+    p.add_argument("--config", required=True, help="the distillation YAML (its matching.cache is written)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--stage", type=int, default=0, help="index of the `data: views` stage")
+    p.add_argument("--shard", default="0/1", help="i/n: this process scores the views with index %% n == i")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=1, help="view-rendering worker processes")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=_cmd_match_cache)
 
     p = sub.add_parser("average", help="average the weights of checkpoints of one architecture (model soup)")
     p.add_argument("checkpoints", nargs="+")

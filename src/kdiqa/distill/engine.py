@@ -33,6 +33,7 @@ from ..trainer import Run, Stage, freeze_prefixes, passes_for, steps_for, train
 from .base import DistillConfig, Distiller, build_distiller
 from .cache import CacheSection
 from .data import GroupedBatches, PoolCrops, cached_data, matching_images, pool_items, soft_label_pool
+from .match_cache import MatchCache, stream_fingerprint
 from .matching import MatchingViews, MatchSection
 
 
@@ -118,7 +119,7 @@ def _stages(cfg: DistillRunConfig, data: dict, distiller: Distiller) -> list[Sta
     stages, bs = [], cfg.labelled.batch_size
     for si, st in enumerate(cfg.stages):
         if st.data == "views" and cfg.method != "none":
-            stages.append(_views_stage(cfg, si, st, data["views"], distiller))
+            stages.append(_views_stage(cfg, si, data["views"], distiller))
             continue
         if cfg.method == "none":  # the control learns from MOS only: labelled data in every stage
             source = "labelled"
@@ -144,16 +145,29 @@ def _stages(cfg: DistillRunConfig, data: dict, distiller: Distiller) -> list[Sta
     return stages
 
 
-def _views_stage(cfg: DistillRunConfig, si: int, st: StageSection, images: list[str], distiller) -> Stage:
-    """A function-matching stage: ``st.views`` fresh views, ``st.epochs`` checkpoints; view ``i`` of epoch ``e``
-    is view ``e × steps × batch + i`` of the stage's stream, so a resumed epoch sees the same views."""
-    bs = cfg.labelled.batch_size
+def stage_views(cfg: DistillRunConfig, si: int, images: list[str]) -> tuple[MatchingViews, int]:
+    """Stage ``si``'s view stream (its seed: ``matching.seed``, else the run's) and its steps per epoch."""
+    st, bs = cfg.stages[si], cfg.labelled.batch_size
     if st.stage != "soft":
         raise ValueError(f"stage {si}: data 'views' has no MOS, so its stage must be 'soft', got {st.stage!r}")
     if not st.views and not st.steps_per_epoch:
         raise ValueError(f"stage {si}: data 'views' needs `views` (the stage's length) or `steps_per_epoch`")
     steps = st.steps_per_epoch or math.ceil(st.views / (st.epochs * bs))
-    views = MatchingViews(images, cfg.matching, cfg.seed, si, length=st.epochs * steps * bs)
+    seed = cfg.seed if cfg.matching.seed is None else cfg.matching.seed
+    return MatchingViews(images, cfg.matching, seed, si, length=st.epochs * steps * bs), steps
+
+
+def _views_stage(cfg: DistillRunConfig, si: int, images: list[str], distiller) -> Stage:
+    """A function-matching stage: ``views`` fresh views, ``epochs`` checkpoints; view ``i`` of epoch ``e`` is
+    view ``e × steps × batch + i`` of the stage's stream, so a resumed epoch sees the same views."""
+    st, bs = cfg.stages[si], cfg.labelled.batch_size
+    views, steps = stage_views(cfg, si, images)
+    if cfg.matching.cache:  # the teacher's scores by view index: the teacher does not run
+        if cfg.method in ("hints", "review"):
+            raise ValueError(f"matching.cache holds scores only; {cfg.method} needs the teacher's maps (online)")
+        cache = MatchCache(cfg.matching.cache, stream_fingerprint(distiller.teacher, views))
+        views.t_scores = cache.scores(len(views))
+        cache.close()
 
     def batches(epoch: int) -> DataLoader:
         order = range(epoch * steps * bs, (epoch + 1) * steps * bs)

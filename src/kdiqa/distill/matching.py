@@ -46,6 +46,8 @@ class MatchSection:
     mix: float = 0.8  # probability of mixing with a second view
     cutmix: float = 0.5  # share of the mixes that are CutMix (the others: mixup)
     alpha: float = 1.0  # mixing weight ~ Beta(alpha, alpha)
+    seed: int | None = None  # the view stream's seed (None: the run's): runs sharing it see the same views
+    cache: str | None = None  # the teacher's scores of the stream (`kdiqa match-cache`): no teacher in training
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class MatchingViews(Dataset):
         self.images, self.cfg, self.seed, self.stage, self.length = images, cfg, seed, stage, length
         self.types = list_distortions()
         self._sizes: dict[int, tuple[int, int]] = {}
+        self.t_scores: torch.Tensor | None = None  # the teacher's scores by index (a match cache), if read
 
     def __len__(self) -> int:
         return self.length
@@ -152,4 +155,7 @@ class MatchingViews(Dataset):
         return x.clamp(0, 1).contiguous()
 
     def __getitem__(self, index: int) -> dict:
-        return {"image": self.render(self.spec(int(index))), "score": torch.tensor(float("nan"))}
+        item = {"image": self.render(self.spec(int(index))), "score": torch.tensor(float("nan"))}
+        if self.t_scores is not None:
+            item["t_score"] = self.t_scores[int(index)]
+        return item
