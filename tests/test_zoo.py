@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -70,10 +72,16 @@ def test_create_model_tag_errors(toy_tag):
 def test_list_models_pretrained_cli(toy_tag, capsys):
     assert main(["list-models", "--pretrained", "iqa_test_tiny*"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
+    params = f"{kdiqa.create_model('iqa_test_tiny').num_params() / 1e6:.2f} M"
     assert lines == [
-        "iqa_test_tiny.absent\tnot installed  [weights not installed]",
-        "iqa_test_tiny.toy\ta toy  (alias: toy)",
+        "name\tCLIVE test SRCC\tPLCC\tparams\twhat",
+        "iqa_test_tiny.absent\t–\t–\t–\tnot installed  [weights not installed]",
+        f"iqa_test_tiny.toy\t–\t–\t{params}\ta toy  (alias: toy)",  # no CLIVE figures recorded
     ]
+    assert main(["list-models", "--pretrained", "iqa_mobilenetv3_small_050*"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[1].split("\t")
+    recorded = json.loads((hub.resolve_folder("default") / "config.json").read_text())["clive_test"]
+    assert line[1:4] == [f"{recorded['srcc']:.3f}", f"{recorded['plcc']:.3f}", "0.83 M"]
 
 
 def test_bundled_default_through_the_registry():

@@ -143,12 +143,15 @@ def _cmd_list_models(args) -> int:
     from .models.zoo import create_model, list_models
 
     if args.pretrained:
+        print("name\tCLIVE test SRCC\tPLCC\tparams\twhat")
         for name in list_models(args.filter, pretrained=True):
             arch, tag = split_name(name)
             aliases = [a for a, t in ALIASES.items() if t == name]
-            note = "" if name in installed() else "  [weights not installed]"
             alias = f"  (alias: {', '.join(aliases)})" if aliases else ""
-            print(f"{name}\t{PRETRAINED_TAGS[arch][tag]}{alias}{note}")
+            card = _card(name) if name in installed() else None
+            figures = "\t".join(card) if card else "–\t–\t–"
+            note = "" if card else "  [weights not installed]"
+            print(f"{name}\t{figures}\t{PRETRAINED_TAGS[arch][tag]}{alias}{note}")
         return 0
     for name in list_models(args.filter):
         line = name
@@ -159,6 +162,22 @@ def _cmd_list_models(args) -> int:
             )
         print(line)
     return 0
+
+
+def _card(name: str) -> tuple[str, str, str]:
+    """A bundled model's CLIVE test SRCC and PLCC (recorded in its config.json) and parameter count."""
+    import numpy as np
+    from safetensors import safe_open
+
+    from .models.pretrained import weights_folder
+
+    folder = weights_folder(name)
+    test = json.loads((folder / "config.json").read_text()).get("clive_test", {})
+    with safe_open(str(folder / "model.safetensors"), framework="np") as f:
+        names = [k for k in f.keys() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]  # noqa: SIM118
+        params = sum(int(np.prod(f.get_slice(k).get_shape())) for k in names)
+    srcc, plcc = (f"{test[k]:.3f}" if k in test else "–" for k in ("srcc", "plcc"))
+    return srcc, plcc, f"{params / 1e6:.2f} M"
 
 
 def _cmd_list_datasets(args) -> int:
