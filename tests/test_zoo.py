@@ -78,6 +78,9 @@ def test_list_models_pretrained_cli(toy_tag, capsys):
         "iqa_test_tiny.absent\t–\t–\t–\tnot installed  [weights not installed]",
         f"iqa_test_tiny.toy\t–\t–\t{params}\ta toy  (alias: toy)",  # no CLIVE figures recorded
     ]
+
+
+def test_list_models_pretrained_shows_the_recorded_figures(capsys):
     assert main(["list-models", "--pretrained", "iqa_mobilenetv3_small_050*"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[1].split("\t")
     recorded = json.loads((hub.resolve_folder("default") / "config.json").read_text())["clive_test"]
