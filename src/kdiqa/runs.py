@@ -49,10 +49,17 @@ def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
         ['optim.lr']
         >>> config_changes({"stages": [{"lr": 1, "epochs": 2}]}, {"stages": [{"lr": 2, "epochs": 3}]})
         ['stages.0.lr']
+
+    A function-matching stage (``data: views``) is the exception: its epochs divide its views, so they
+    decide which views each epoch sees, and a change is reported.
+
+        >>> config_changes({"stages": [{"data": "views", "epochs": 2}]}, {"stages": [{"data": "views", "epochs": 4}]})
+        ['stages.0.epochs']
     """
     changes = []
+    run_only = RUN_ONLY_KEYS - {"epochs"} if old.get("data") == "views" else RUN_ONLY_KEYS
     for key in sorted(old.keys() & new.keys()):
-        if key in RUN_ONLY_KEYS:
+        if key in run_only:
             continue
         a, b = old[key], new[key]
         if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):  # e.g. distill stages: item by item
