@@ -41,7 +41,7 @@ from .matching import MatchingViews, MatchSection
 class StageSection:
     stage: str = "joint"  # soft | joint | task
     data: str = "labelled"  # pool | labelled | both | views (fresh function-matching views of the pool's images)
-    epochs: int = 1  # with `views`: the checkpoints (validation rounds) over them
+    epochs: int = 1  # with `views`: the checkpoints (validation rounds) over them, fixed once the run started
     lr: float = 1e-3
     steps_per_epoch: int | None = None  # exact steps (more than a pass: further shuffled passes); None: one pass
     views: int | None = None  # data: views — the stage's length in views (never repeated), split over its epochs
