@@ -85,9 +85,10 @@ def _datasets(cfg: DistillRunConfig, teacher: IQAModel, train_ds, val_ds, progre
         raise ValueError(f"soft_labels hold scores only; {cfg.method} needs the teacher's maps (cache or online)")
     pool = None
     if needs_pool:
-        soft = cfg.soft_labels and cfg.method != "none"
-        pool = soft_label_pool(cfg, resolve_folder(cfg.teacher), val_ds, tf) if soft else None
-        pool = pool or PoolCrops(pool_items(cfg, val_ds), tf)
+        if cfg.soft_labels and cfg.method != "none":
+            pool = soft_label_pool(cfg, resolve_folder(cfg.teacher), val_ds, tf)
+        else:
+            pool = PoolCrops(pool_items(cfg, val_ds), tf)
     labelled = TorchIQADataset(train_ds, tf, lab.repeat)
     data = {"labelled": labelled, "pool": pool, "both": ConcatDataset([labelled, pool]) if pool else None}
     data["views"] = matching_images(cfg, val_ds) if any(s.data == "views" for s in cfg.stages) else None
