@@ -131,9 +131,11 @@ def test_match_cache_fills_by_shard_and_serves_the_run_without_the_teacher(
     cfg = _views_config(tmp_path, rated_folder, teacher, photo_dir)
     assert main(["distill", "--config", str(cfg), "--quiet"]) == 2  # nothing stored yet
     assert "have no teacher score yet; fill it with `kdiqa match-cache`" in capsys.readouterr().err
-    for shard in ("0/2", "1/2"):  # two processes' worth of work, one after the other
+    assert main(["match-cache", "--config", str(cfg), "--first", "4", "--workers", "0", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["scored_now"] == 4
+    for shard, now in (("0/2", 6), ("1/2", 6)):  # two processes' worth of the rest, one after the other
         assert main(["match-cache", "--config", str(cfg), "--shard", shard, "--workers", "0", "--quiet"]) == 0
-        assert json.loads(capsys.readouterr().out)["scored_now"] == 8
+        assert json.loads(capsys.readouterr().out)["scored_now"] == now
 
     views = MatchingViews(sorted(str(p) for p in Path(photo_dir).iterdir()), MatchSection(crop=32), seed=7, stage=0)
     t = kdiqa.load(teacher)

@@ -105,7 +105,8 @@ def _cmd_match_cache(args) -> int:
     views, _ = stage_views(cfg, args.stage, images)
     teacher = load(cfg.teacher, device=args.device)
     shard = parse_shard(args.shard)
-    summary = fill(teacher, views, cfg.matching.cache, len(views), shard, args.batch_size, args.workers, not args.quiet)
+    n = min(args.first, len(views)) if args.first else len(views)
+    summary = fill(teacher, views, cfg.matching.cache, n, shard, args.batch_size, args.workers, not args.quiet)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -321,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--stage", type=int, default=0, help="index of the `data: views` stage")
     p.add_argument("--shard", default="0/1", help="i/n: this process scores the views with index %% n == i")
+    p.add_argument("--first", type=int, help="only views 0 .. N-1 (a later call continues)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=1, help="view-rendering worker processes")
     p.add_argument("--device", default="cpu")
