@@ -29,11 +29,6 @@ if TYPE_CHECKING:
 Views = PreprocessConfig | EvalTransform | None
 
 
-def collate_list(items):
-    """Keeps a batch as a list (views of different sizes cannot be stacked); picklable for workers."""
-    return items
-
-
 def eval_transform_for(
     model: IQAModel, mode: str | None = None, crop: int | None = None, n_crops: int | None = None
 ) -> EvalTransform:
@@ -61,28 +56,6 @@ def predict_paths(
     """
     backend = TorchBackend(model, views, channels_last=channels_last)
     return predictor.predict_paths(backend, paths, batch_size, workers, progress)
-
-
-def forward_views(model, items: list[tuple[int, torch.Tensor]], device, channels_last: bool = False) -> dict:
-    """Runs ``(key, views (V,3,h,w))`` tensor pairs through ``model``, batching views of equal size together.
-
-    Returns ``key → normalised scores of its V views`` (CPU tensor). For callers that build their own
-    tensor views (e.g. random crops for soft labels); test-time scoring goes through the predictor.
-    """
-    by_shape: dict[tuple, list] = {}
-    for key, v in items:
-        by_shape.setdefault(tuple(v.shape[1:]), []).append((key, v))
-    out = {}
-    for group in by_shape.values():
-        x = torch.cat([v for _, v in group]).to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        z = model(x).float().cpu()
-        start = 0
-        for key, v in group:
-            out[key] = z[start : start + len(v)]
-            start += len(v)
-    return out
 
 
 def evaluate_model(

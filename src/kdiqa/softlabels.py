@@ -26,8 +26,9 @@ from tqdm import tqdm
 
 from . import __version__
 from .data.pools import PoolItem, PoolViews, pool_fingerprint
-from .evaluation import collate_list, forward_views
 from .models.iqa import IQAModel
+from .predict import TorchBackend
+from .runtime.predictor import predict_views
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -130,8 +131,7 @@ def pseudo_label(
     Returns a summary: items done in this call, already present, failed, and images/s.
     ``max_batches`` stops early. ``cache_dir``: read distorted items from a :func:`materialize` folder.
     """
-    teacher.eval()
-    device = next(teacher.parameters()).device
+    backend = TorchBackend(teacher)  # the predictor's batching of views by size
     meta = _job_meta(teacher, teacher_sha256, items, crop, views, flip, shard)
     conn = _connect(out)
     _check_meta(read_meta(conn), meta, str(out))
@@ -145,7 +145,7 @@ def pseudo_label(
         PoolViews(todo, crop, views, flip, cache_dir),
         batch_size=batch_size,
         num_workers=workers,
-        collate_fn=collate_list,
+        collate_fn=list,  # views of different sizes cannot be stacked
     )
     bar = tqdm(total=len(todo), desc="pseudo-label", unit="img", disable=not progress, file=sys.stderr)
     t0, n_done, n_failed, forward_s = time.perf_counter(), 0, 0, 0.0
@@ -155,10 +155,9 @@ def pseudo_label(
         ok = [(i, v, bx) for i, v, bx, err in batch if err is None]
         fails = [(i, by_id[i].path, err) for i, _, _, err in batch if err is not None]
         tf = time.perf_counter()
-        with torch.no_grad():
-            scores = forward_views(teacher, [(i, v) for i, v, _ in ok], device)
+        scores = predict_views(backend, [(i, v.numpy()) for i, v, _ in ok])
         forward_s += time.perf_counter() - tf
-        rows = [_row(by_id[item_id], boxes, scores[item_id].numpy()) for item_id, _, boxes in ok]
+        rows = [_row(by_id[item_id], boxes, scores[item_id]) for item_id, _, boxes in ok]
         with conn:  # one transaction per batch: a kill leaves whole batches or nothing
             conn.executemany("INSERT INTO labels VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
             conn.executemany("INSERT INTO failures VALUES (?,?,?)", fails)
