@@ -5,18 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import synthetic_photo
 
 from kdiqa.distill.matching import MatchingViews, MatchSection
 
 
 @pytest.fixture
-def photos(tmp_path):
-    d = tmp_path / "photos"
-    d.mkdir()
-    for i in range(3):
-        synthetic_photo((72, 56), seed=i).save(d / f"{i}.png")
-    return sorted(str(p) for p in d.iterdir())
+def photos(tiny_teacher_and_photos):
+    return sorted(str(p) for p in tiny_teacher_and_photos[1].iterdir())
 
 
 def _find(views: MatchingViews, mode: str) -> int:
