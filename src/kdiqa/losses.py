@@ -48,6 +48,17 @@ def rank_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = 0.0) -> 
     return F.relu(margin - sign * dp)[mask].mean()
 
 
+def margin_loss(higher: torch.Tensor, lower: torch.Tensor, margin: float = 0.05) -> torch.Tensor:
+    """Margin ranking of known pairs: mean of max(0, margin − (higherᵢ − lowerᵢ)) — item i of ``higher``
+    should score at least ``margin`` above item i of ``lower`` (RankIQA, Liu et al., ICCV 2017).
+
+    Example:
+        >>> float(margin_loss(torch.tensor([0.9, 0.5]), torch.tensor([0.2, 0.5]), margin=0.1))  # (0 + 0.1) / 2
+        0.05
+    """
+    return F.relu(margin - (higher - lower)).mean()
+
+
 LOSSES = {"l1": l1_loss, "mse": mse_loss, "plcc": plcc_loss, "rank": rank_loss}
 
 

@@ -25,6 +25,7 @@ from .checkpoint import save_model
 from .data.distortions import apply_distortion, list_distortions
 from .data.io import load_image
 from .data.pools import PoolSource, crop_boxes, source_images
+from .losses import margin_loss
 from .models.iqa import IQAModel
 from .models.zoo import create_model
 from .runs import prepare_run
@@ -95,8 +96,7 @@ def pretext_losses(model: IQAModel, type_head: nn.Module, batch: dict, cfg: Pret
     out = {"type": cfg.type_weight * F.cross_entropy(type_head(emb), types)}
     mask = batch["rankable"]
     if mask.any():
-        diff = (score[:n] - score[n:])[mask]
-        out["rank"] = cfg.rank_weight * F.relu(cfg.margin - diff).mean()
+        out["rank"] = cfg.rank_weight * margin_loss(score[:n][mask], score[n:][mask], cfg.margin)
     out["loss"] = sum(out.values())
     with torch.no_grad():
         out["type_acc"] = (type_head(emb).argmax(1) == types).float().mean()

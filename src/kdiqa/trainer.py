@@ -172,6 +172,9 @@ def _extra_tensors(run: Run) -> dict[str, torch.Tensor]:
     return {k: v for k, v in run.module.state_dict().items() if _under(k, run.extra_state)}
 
 
+IMAGE_KEYS = frozenset({"image", "degraded"})  # a batch's input images (NHWC under channels_last)
+
+
 def _run_epoch(run: Run, stage: Stage, si: int, epoch: int, optimizer, scheduler, ema, step0: int) -> dict:
     """One epoch of ``stage``: returns the record (mean losses per step, seconds)."""
     run.module.train()
@@ -185,7 +188,8 @@ def _run_epoch(run: Run, stage: Stage, si: int, epoch: int, optimizer, scheduler
             break
         batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
         if run.channels_last:
-            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+            for k in IMAGE_KEYS.intersection(batch):
+                batch[k] = batch[k].contiguous(memory_format=torch.channels_last)
         losses = run.loss_fn(batch, stage.kind, step0 + i)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..losses import LOSSES
+from ..losses import LOSSES, margin_loss
 from ..models.iqa import IQAModel
 from .losses import fidelity_loss
 from .registry import DISTILLERS
@@ -44,6 +44,11 @@ class DistillConfig:
     # Weights of kdiqa.losses (l1, mse, plcc, rank) for the MOS of the task stage, as in `kdiqa train`'s
     # `loss` section. None: score_loss plus rank_weight × the fidelity ranking loss.
     task_loss: dict[str, float] | None = None
+    # Self-supervised: labelled crops come with a synthetically degraded copy (kdiqa.data.degrade) that the
+    # student must score `degrade_margin` below the crop (normalised scale). 0: off.
+    degrade_weight: float = 0.0
+    degrade_margin: float = 0.05
+    degrade_levels: list[int] = field(default_factory=lambda: [3, 5])  # lowest and highest level drawn
 
 
 class Distiller(nn.Module):
@@ -51,7 +56,8 @@ class Distiller(nn.Module):
 
     Stages: ``"task"`` (MOS only), ``"soft"`` (teacher labels only: unlabelled data), ``"joint"``
     (both). A batch is ``{"image": (B,3,H,W) in [0,1], "score": normalised MOS (NaN if unrated)}``;
-    the teacher's labels are computed on the same crops, online.
+    the teacher's labels are computed on the same crops, online. A batch that also carries
+    ``"degraded"`` (the crops, synthetically degraded) adds the ``degrade`` ranking loss in any stage.
     """
 
     def __init__(self, student: IQAModel, teacher: IQAModel | None, cfg: DistillConfig | None = None) -> None:
@@ -124,6 +130,9 @@ class Distiller(nn.Module):
         if stage not in ("task", "soft", "joint"):
             raise ValueError(f"stage must be task, soft or joint, got {stage!r}")
         pred, losses = self.stage_losses(batch, stage, step)
+        if self.cfg.degrade_weight and "degraded" in batch:
+            worse = self.student(batch["degraded"])
+            losses["degrade"] = self.cfg.degrade_weight * margin_loss(pred, worse, self.cfg.degrade_margin)
         if not losses:
             raise ValueError(f"stage {stage!r} produced no loss for this batch (no MOS and no teacher?)")
         losses["loss"] = sum(losses.values())

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 from ..data.datasets import TorchIQADataset
+from ..data.degrade import WithDegraded
 from ..data.pools import PoolConfig
 from ..data.transforms import TrainTransform
 from ..engine import DataSection, EvalSection, labelled_splits
@@ -94,6 +95,10 @@ def _datasets(cfg: DistillRunConfig, teacher: IQAModel, train_ds, val_ds, progre
     data["views"] = matching_images(cfg, val_ds) if any(s.data == "views" for s in cfg.stages) else None
     if cfg.cache.enabled and cfg.method != "none":  # the MOS-only control never needs the teacher
         data.update(cached_data(cfg, teacher, train_ds, val_ds, needs_pool, progress))
+    if cfg.distill.degrade_weight:  # labelled crops carry a degraded copy (`both` keeps plain items)
+        for key in ("labelled", "labelled_cached"):
+            if data.get(key) is not None:
+                data[key] = WithDegraded(data[key], levels=cfg.distill.degrade_levels)
     return data
 
 
