@@ -1,0 +1,73 @@
+"""The tiers' claim, measured: each function-matched student after its MOS stage against the same student's
+MOS-only control (the same MOS stages from the student's own starting weights), over seeds.
+
+For every run folder (``<runs>/<route>_s<seed>``): its best checkpoint (chosen on validation, the 105 images
+carved from CLIVE ``train``) is scored on CLIVE ``test``. Writes JSON and a Markdown table with mean ± std.
+
+    python benchmarks/tier_results.py --routes edge_mos edge_control mid_mos mid_control \\
+        --out benchmarks/results/tiers.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from kdiqa import get_dataset
+from kdiqa.data.transforms import EvalTransform
+from kdiqa.evaluation import evaluate_model
+from kdiqa.hub import load
+from kdiqa.paths import dataset_root
+
+
+def run_row(folder: Path, test) -> dict:
+    history = [json.loads(x) for x in (folder / "history.jsonl").read_text().splitlines() if x.strip()]
+    config = json.loads((folder / "distill_config.json").read_text())
+    r = evaluate_model(load(folder / "best"), test, EvalTransform("full", max_short=500), n_boot=0, progress=False)
+    return {
+        "run": str(folder),
+        "seed": config["seed"],
+        "student_init": config["student_init"],
+        "val_srcc": max(h["val_srcc"] for h in history),
+        "test_srcc": r["srcc"],
+        "test_plcc": r["plcc"],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--routes", nargs="+", required=True, help="run-name prefixes; each has <prefix>_s<seed> folders")
+    ap.add_argument("--runs", default="runs/function_matching")
+    ap.add_argument("--out", default="benchmarks/results/tiers.json")
+    args = ap.parse_args()
+    test = get_dataset("clive", dataset_root("clive")).subset("test")
+    routes = {}
+    for route in args.routes:
+        folders = sorted(p for p in Path(args.runs).glob(f"{route}_s*") if (p / "best").is_dir())
+        rows = [run_row(f, test) for f in folders]
+        routes[route] = {"runs": rows, "seeds": len(rows)}
+        for k in ("val_srcc", "test_srcc", "test_plcc"):
+            values = [r[k] for r in rows]
+            routes[route][f"{k}_mean"] = float(np.mean(values))
+            routes[route][f"{k}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    lines = ["| route | seeds | val SRCC | test SRCC | test PLCC | starts from |", "|---|---|---|---|---|---|"]
+    for name, r in routes.items():
+        cells = " | ".join(
+            f"{r[k + '_mean']:.3f} ± {r[k + '_std']:.3f}" for k in ("val_srcc", "test_srcc", "test_plcc")
+        )
+        lines.append(f"| {name} | {r['seeds']} | {cells} | `{r['runs'][0]['student_init'] or 'random weights'}` |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"test_images": len(test), "routes": routes}, indent=2))
+    out.with_suffix(".md").write_text(
+        "# Tiers: function matching + MOS against the MOS-only control (CLIVE test)\n\n" + "\n".join(lines) + "\n"
+    )
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
