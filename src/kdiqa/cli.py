@@ -144,13 +144,13 @@ def _cmd_list_models(args) -> int:
     from .models.zoo import create_model, list_models
 
     if args.pretrained:
-        print("name\tCLIVE test SRCC\tPLCC\tparams\twhat")
+        print("name\tCLIVE test SRCC\tPLCC\tparams\tGMACs@500\timages/s onnx\timages/s torch\twhat")
         for name in list_models(args.filter, pretrained=True):
             arch, tag = split_name(name)
             aliases = [a for a, t in ALIASES.items() if t == name]
             alias = f"  (alias: {', '.join(aliases)})" if aliases else ""
             card = _card(name) if name in installed() else None
-            figures = "\t".join(card) if card else "–\t–\t–"
+            figures = "\t".join(card) if card else "\t".join("–" * 6)
             note = "" if card else "  [weights not installed]"
             print(f"{name}\t{figures}\t{PRETRAINED_TAGS[arch][tag]}{alias}{note}")
         return 0
@@ -165,20 +165,24 @@ def _cmd_list_models(args) -> int:
     return 0
 
 
-def _card(name: str) -> tuple[str, str, str]:
-    """A bundled model's CLIVE test SRCC and PLCC (recorded in its config.json) and parameter count."""
+def _card(name: str) -> tuple[str, ...]:
+    """A bundled model's figures: CLIVE test SRCC and PLCC and its speed (recorded in its config.json by
+    ``benchmarks/bundle_figures.py``; "–" where none is recorded) and its parameter count."""
     import numpy as np
     from safetensors import safe_open
 
     from .models.pretrained import weights_folder
 
     folder = weights_folder(name)
-    test = json.loads((folder / "config.json").read_text()).get("clive_test", {})
+    config = json.loads((folder / "config.json").read_text())
+    test, speed = config.get("clive_test", {}), config.get("speed", {})
     with safe_open(str(folder / "model.safetensors"), framework="np") as f:
         names = [k for k in f.keys() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]  # noqa: SIM118
         params = sum(int(np.prod(f.get_slice(k).get_shape())) for k in names)
     srcc, plcc = (f"{test[k]:.3f}" if k in test else "–" for k in ("srcc", "plcc"))
-    return srcc, plcc, f"{params / 1e6:.2f} M"
+    gmacs = f"{speed['macs'] / 1e9:.2f}" if "macs" in speed else "–"
+    rates = (f"{speed[k]:.0f}" if k in speed else "–" for k in ("onnx_fp32_images_per_s", "torch_images_per_s"))
+    return srcc, plcc, f"{params / 1e6:.2f} M", gmacs, *rates
 
 
 def _cmd_list_datasets(args) -> int:
@@ -352,7 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list-models", help="registered architectures (or --pretrained weights)")
     p.add_argument("filter", nargs="?", help="glob pattern, e.g. '*lite*'")
-    p.add_argument("--pretrained", action="store_true", help="list bundled pretrained weights")
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="list bundled weights with their CLIVE test SRCC/PLCC, params, GMACs and images/s",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="parameters and feature maps")
     p.set_defaults(fn=_cmd_list_models)
 

@@ -53,7 +53,7 @@ def margin_loss(higher: torch.Tensor, lower: torch.Tensor, margin: float = 0.05)
     should score at least ``margin`` above item i of ``lower`` (RankIQA, Liu et al., ICCV 2017).
 
     Example:
-        >>> float(margin_loss(torch.tensor([0.9, 0.5]), torch.tensor([0.2, 0.5]), margin=0.1))  # (0 + 0.1) / 2
+        >>> round(float(margin_loss(torch.tensor([0.9, 0.5]), torch.tensor([0.2, 0.5]), margin=0.1)), 6)  # 0.1 / 2
         0.05
     """
     return F.relu(margin - (higher - lower)).mean()

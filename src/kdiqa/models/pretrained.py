@@ -6,7 +6,7 @@ table, so a tag exists in exactly one place.
 
 Example:
     >>> resolve_name("default")
-    'iqa_mobilenetv3_small_050.clive'
+    'iqa_effnet_lite0_s4.clive_rank'
     >>> split_name("iqa_effnet_lite2.clive")
     ('iqa_effnet_lite2', 'clive')
 """
@@ -22,10 +22,24 @@ ONNX_SUBDIR = "onnx"  # a bundled model's exported ONNX Runtime folder (fp32 + i
 # architecture → {tag: what the weights are}; the files live in WEIGHTS_DIR / "<architecture>.<tag>"
 PRETRAINED_TAGS: dict[str, dict[str, str]] = {
     "iqa_effnet_lite2": {"clive": "reference teacher, trained on CLIVE"},
-    "iqa_mobilenetv3_small_050": {"clive": "edge student, trained on CLIVE"},
-    "iqa_effnet_lite0_s4": {"clive": "small student cut from ImageNet EfficientNet-Lite0, trained on CLIVE"},
+    "iqa_effnet_lite0_s4": {
+        "clive": "ImageNet Lite0 cut after its stride-16 stage, trained on CLIVE MOS",
+        "clive_rank": "the same, fine-tuned with degradation ranking (sees noise, blur, compression)",
+    },
+    "iqa_effnet_lite0": {"clive_p70": "mid tier: ImageNet Lite0 with 70% of its channels pruned, distilled"},
+    "iqa_mobilenetv3_small_050": {
+        "clive": "MobileNetV3-small 0.5, trained on CLIVE MOS after a self-supervised start",
+        "clive_fm": "edge tier: MobileNetV3-small 0.5 taught by function matching, then CLIVE MOS",
+    },
 }
-ALIASES = {"default": "iqa_mobilenetv3_small_050.clive", "teacher": "iqa_effnet_lite2.clive"}
+# The default: the edge tier if it met its target, else the mid tier if it met its, else the most accurate
+# bundled model at >= 20 images/s in torch (docs/models.md gives the rule and the figures behind it).
+ALIASES = {
+    "default": "iqa_effnet_lite0_s4.clive_rank",
+    "teacher": "iqa_effnet_lite2.clive",
+    "edge": "iqa_mobilenetv3_small_050.clive_fm",
+    "mid": "iqa_effnet_lite0.clive_p70",
+}
 
 
 def split_name(name: str) -> tuple[str, str | None]:

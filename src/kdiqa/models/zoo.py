@@ -137,7 +137,7 @@ def list_models(pattern: str | None = None, pretrained: bool = False) -> list[st
 
     Example:
         >>> list_models("iqa_mobilenet*", pretrained=True)
-        ['iqa_mobilenetv3_small_050.clive']
+        ['iqa_mobilenetv3_small_050.clive', 'iqa_mobilenetv3_small_050.clive_fm']
     """
     names = [n for n in pretrained_names() if split_name(n)[0] in MODELS] if pretrained else MODELS.names()
     return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names

@@ -105,7 +105,7 @@ def resolve_onnx_folder(model: str | Path) -> Path:
 
     Example:
         >>> resolve_onnx_folder("default").parts[-2:]
-        ('iqa_mobilenetv3_small_050.clive', 'onnx')
+        ('iqa_effnet_lite0_s4.clive_rank', 'onnx')
     """
     if is_pretrained(model):
         folder = weights_folder(model) / ONNX_SUBDIR
