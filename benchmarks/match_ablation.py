@@ -35,6 +35,13 @@ ARMS = {
 }
 
 
+def views(record: dict, cfg: DistillRunConfig) -> int:
+    """An epoch's views: recorded for a views stage; a pool stage's record counts steps, each a batch."""
+    if "train_views" in record:
+        return record["train_views"]
+    return cfg.stages[record["stage"]].steps_per_epoch * cfg.labelled.batch_size
+
+
 def run_arm(name: str, overrides: list[str], root: Path, threads: int) -> dict:
     out = root / name.split(" (")[0].replace(" ", "_").replace(",", "").replace("+", "and")
     sets = [*overrides, f"out_dir={out}", f"threads={threads}"]
@@ -48,10 +55,7 @@ def run_arm(name: str, overrides: list[str], root: Path, threads: int) -> dict:
         "arm": name,
         "overrides": overrides,
         "run": str(out),
-        # a pool stage's record counts steps, not views: its views are its steps' batches
-        "views": sum(
-            r.get("train_views", cfg.stages[r["stage"]].steps_per_epoch * cfg.labelled.batch_size) for r in history
-        ),
+        "views": sum(views(r, cfg) for r in history),
         "val_srcc": max(r["val_srcc"] for r in history),
         "srcc_teacher_val": student_teacher,
         "train_seconds": round(sum(r["train_seconds"] for r in history), 1),

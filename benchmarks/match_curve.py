@@ -51,12 +51,13 @@ def curve(run: Path, n_boot: int = 0) -> dict:
     teacher = load(cfg.teacher)
     t_val = predict_paths(teacher, val_paths)
     points = snapshot_points(run)
+    student_name = load_model(points[0]["snapshot"]).name if points else cfg.student  # student_init decides it
     for p in points:
         student = load_model(p["snapshot"])
         p["srcc_teacher_val"] = srcc(predict_paths(student, val_paths), t_val)
         r = evaluate_predictions(test_ds.denormalize(predict_paths(student, test_paths)), test_ds.mos_array(), n_boot)
         p["test_srcc"], p["test_plcc"] = r["srcc"], r["plcc"]
-    return {"run": str(run), "method": cfg.method, "student": cfg.student, "test_images": len(test_paths),
+    return {"run": str(run), "method": cfg.method, "student": student_name, "test_images": len(test_paths),
             "val_images": len(val_paths), "points": points}  # fmt: skip
 
 
