@@ -16,10 +16,12 @@ import json
 import shutil
 from pathlib import Path
 
+from kdiqa import get_dataset
 from kdiqa.checkpoint import load_model, read_config, save_model
 from kdiqa.data.transforms import EvalTransform
 from kdiqa.evaluation import evaluate_model
 from kdiqa.paths import dataset_root
+from kdiqa.runs import read_history
 
 
 def main() -> None:
@@ -34,11 +36,9 @@ def main() -> None:
     run = Path(args.run)
     model = load_model(run)
     model.cfg.eval_mode, model.cfg.eval_max_short = "full", args.max_short
-    from kdiqa import get_dataset
-
     test = get_dataset("clive", dataset_root("clive")).subset("test")
     result = evaluate_model(model, test, EvalTransform("full", max_short=args.max_short), n_boot=0, progress=False)
-    history = [json.loads(x) for x in (run.parent / "history.jsonl").read_text().splitlines() if x.strip()]
+    history = read_history(run.parent)
     distill_config = read_config(run).get("distill_config")
     extra = {
         "trained_on": args.trained_on,

@@ -23,6 +23,7 @@ from kdiqa.engine import labelled_splits
 from kdiqa.evaluation import predict_paths
 from kdiqa.hub import load
 from kdiqa.metrics import srcc
+from kdiqa.runs import read_history
 
 CONFIG = "configs/experiments/function_matching/distill_ablation.yaml"
 FIXED = "stages=[{stage: soft, data: pool, epochs: 2, lr: 2.0e-3, steps_per_epoch: 94}]"
@@ -46,7 +47,7 @@ def run_arm(name: str, overrides: list[str], root: Path, threads: int) -> dict:
     out = root / name.split(" (")[0].replace(" ", "_").replace(",", "").replace("+", "and")
     sets = [*overrides, f"out_dir={out}", f"threads={threads}"]
     kdiqa_main(["distill", "--config", CONFIG, "--quiet", *[x for s in sets for x in ("--set", s)]])
-    history = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines() if x.strip()]
+    history = read_history(out)
     cfg = from_dict(DistillRunConfig, json.loads((out / "distill_config.json").read_text()))
     _, _, val_ds = labelled_splits(cfg.labelled)
     paths = [r.path for r in val_ds.rows]

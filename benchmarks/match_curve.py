@@ -26,11 +26,12 @@ from kdiqa.engine import labelled_splits
 from kdiqa.evaluation import predict_paths
 from kdiqa.hub import load
 from kdiqa.metrics import evaluate_predictions, srcc
+from kdiqa.runs import read_history
 
 
 def snapshot_points(run: Path) -> list[dict]:
     """One point per snapshot: its folder, the cumulative views and seconds, and the recorded val SRCC."""
-    history = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines() if x.strip()]
+    history = read_history(run)
     points, views, seconds = [], 0, 0.0
     for rec in history:
         views += rec.get("train_views", 0)
@@ -51,9 +52,10 @@ def curve(run: Path, n_boot: int = 0) -> dict:
     teacher = load(cfg.teacher)
     t_val = predict_paths(teacher, val_paths)
     points = snapshot_points(run)
-    student_name = load_model(points[0]["snapshot"]).name if points else cfg.student  # student_init decides it
+    student_name = cfg.student  # with a student_init checkpoint, the snapshots' own name
     for p in points:
         student = load_model(p["snapshot"])
+        student_name = student.name
         p["srcc_teacher_val"] = srcc(predict_paths(student, val_paths), t_val)
         r = evaluate_predictions(test_ds.denormalize(predict_paths(student, test_paths)), test_ds.mos_array(), n_boot)
         p["test_srcc"], p["test_plcc"] = r["srcc"], r["plcc"]

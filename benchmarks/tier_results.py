@@ -21,10 +21,11 @@ from kdiqa.data.transforms import EvalTransform
 from kdiqa.evaluation import evaluate_model
 from kdiqa.hub import load
 from kdiqa.paths import dataset_root
+from kdiqa.runs import read_history
 
 
 def run_row(folder: Path, test) -> dict:
-    history = [json.loads(x) for x in (folder / "history.jsonl").read_text().splitlines() if x.strip()]
+    history = read_history(folder)
     config = json.loads((folder / "distill_config.json").read_text())
     r = evaluate_model(load(folder / "best"), test, EvalTransform("full", max_short=500), n_boot=0, progress=False)
     return {

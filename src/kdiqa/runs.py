@@ -95,6 +95,11 @@ def prepare_run(cfg, config_name: str) -> tuple[torch.device, Path]:
     return resolve_device(cfg.device), out
 
 
+def read_history(out: str | Path) -> list[dict]:
+    """A run folder's per-epoch records (``out/history.jsonl``, written by :mod:`kdiqa.trainer`), in order."""
+    return [json.loads(line) for line in (Path(out) / "history.jsonl").read_text().splitlines() if line.strip()]
+
+
 def recover_last(out: Path) -> None:
     """Completes a checkpoint that a kill interrupted, so ``out/last`` is the newest complete one.
 
