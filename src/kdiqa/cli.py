@@ -1,6 +1,7 @@
 """The ``kdiqa`` command line: train, evaluate, score, list-models, list-datasets.
 
-``score`` and ``evaluate`` run in :mod:`kdiqa.cli_predict`, ``export`` and ``benchmark`` in :mod:`kdiqa.cli_deploy`.
+``score`` and ``evaluate`` run in :mod:`kdiqa.cli_predict`, ``export`` and ``benchmark`` in :mod:`kdiqa.cli_deploy`,
+``serve`` in :mod:`kdiqa.cli_serve`.
 """
 
 from __future__ import annotations
@@ -215,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .cli_deploy import add_deploy_parsers
     from .cli_predict import cmd_evaluate, cmd_score
+    from .cli_serve import add_serve_parser
 
     parser = argparse.ArgumentParser(
         prog="kdiqa", description="No-reference image quality assessment with knowledge distillation."
@@ -275,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--int8", action="store_true", help="with --backend onnx: the int8 model of the folder")
     p.add_argument("--threads", type=int, help="intra-op threads (torch.set_num_threads / onnxruntime)")
+    p.add_argument("--map", metavar="DIR", help="also write a quality map per image: DIR/NAME.png (overlay) + .json")
+    p.add_argument(
+        "--map-patch", type=int, help="map patch size in pixels (default: the model's crop, <= half the side)"
+    )
+    p.add_argument("--map-stride", type=int, help="map grid step in pixels (default: half the patch)")
     p.set_defaults(fn=cmd_score)
 
     p = sub.add_parser("pseudo-label", help="teacher soft labels for an unlabelled pool (resumable, shardable)")
@@ -353,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_merge_labels)
 
     add_deploy_parsers(sub)  # export, benchmark (kdiqa/cli_deploy.py)
+    add_serve_parser(sub)  # serve (kdiqa/cli_serve.py)
 
     p = sub.add_parser("list-models", help="registered architectures (or --pretrained weights)")
     p.add_argument("filter", nargs="?", help="glob pattern, e.g. '*lite*'")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 
 def _torch_backend(args, channels_last: bool = False):
@@ -112,9 +113,51 @@ def cmd_score(args) -> int:
         for r in results:
             if r.score is not None:
                 print(f"{r.score:.3f}\t{r.path}")
+    if args.map:
+        failures_map = write_maps(backend, [r.path for r in results if r.score is not None], args)
+        results_all += failures_map
     failed = [r for r in results_all if r.error]
-    n_ok = len(results_all) - len(failed)
+    n_ok = len(results) + len(failures) - len([r for r in results + failures if r.error])
     print(f"scored {n_ok} image(s) in {elapsed:.1f}s" + (f"; {len(failed)} failed:" if failed else ""), file=sys.stderr)
     for r in failed:
         print(f"  {r.path}: {r.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _map_names(paths: list[str]) -> list[str]:
+    """One file stem per image for its map files: the image's stem, ``-2``, ``-3`` … on repeats."""
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        stem = Path(p).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return names
+
+
+def write_maps(backend, paths: list[str], args) -> list:
+    """``--map DIR``: a quality-map PNG (photo, overlay, colour bar) and its grid as JSON per image.
+
+    Returns a failed :class:`~kdiqa.score_io.ScoreResult` for each image whose map could not be made.
+    """
+    from tqdm import tqdm
+
+    from .data.io import ImageLoadError
+    from .runtime.overlay import render_overlay
+    from .runtime.qmap import quality_map
+    from .score_io import ScoreResult
+
+    out = Path(args.map)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for path, name in tqdm(
+        list(zip(paths, _map_names(paths), strict=True)), desc="map", unit="img", disable=args.quiet, file=sys.stderr
+    ):
+        try:
+            qmap = quality_map(backend, path, args.map_patch, args.map_stride, max_batch=args.batch_size * 4)
+            render_overlay(path, qmap, views=backend.cfg).save(out / f"{name}.png")
+            (out / f"{name}.json").write_text(json.dumps({"image": path, **qmap.to_json()}))
+        except ImageLoadError as exc:
+            failures.append(ScoreResult(path, error=f"map: {exc.reason}"))
+    print(f"quality maps: {len(paths) - len(failures)} written to {out}", file=sys.stderr)
+    return failures

@@ -22,6 +22,7 @@ import torch
 from .data.transforms import EvalTransform, as_pil
 from .runtime.predictor import score_image
 from .runtime.preprocess import PreprocessConfig
+from .runtime.qmap import QualityMap, quality_map
 
 if TYPE_CHECKING:
     from .models.iqa import IQAModel
@@ -88,3 +89,9 @@ class TorchBackend:
     def score(self, image) -> float:
         """One image (path, PIL image, HxWxC array or CxHxW tensor in [0, 1]) on the model's output scale."""
         return score_image(self, as_pil(image) if isinstance(image, torch.Tensor) else image)
+
+    def quality_map(
+        self, image, patch: int | None = None, stride: int | None = None, max_batch: int = 32
+    ) -> QualityMap:
+        """Patch-wise scores of one image on a grid (:func:`kdiqa.runtime.qmap.quality_map`)."""
+        return quality_map(self, as_pil(image) if isinstance(image, torch.Tensor) else image, patch, stride, max_batch)

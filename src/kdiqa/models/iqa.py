@@ -250,5 +250,30 @@ class IQAModel(nn.Module):
         finally:
             self.train(was_training)
 
+    def quality_map(
+        self, image, patch: int | None = None, stride: int | None = None, mode: str | None = None, max_batch: int = 32
+    ):
+        """Patch-wise scores of one image on a grid, on the output scale: a :class:`~kdiqa.runtime.qmap.QualityMap`.
+
+        Patches of ``patch`` pixels every ``stride`` pixels of the image as prepared for scoring (defaults:
+        the model's crop, at most half the shorter side; half the patch), ``max_batch`` per forward.
+
+        Example:
+            >>> import kdiqa, numpy as np
+            >>> model = kdiqa.create_model("iqa_test_tiny")
+            >>> m = model.quality_map(np.zeros((48, 80, 3), np.uint8), patch=32, stride=16)
+            >>> m.shape, m.xs.tolist()
+            ((2, 4), [0, 16, 32, 48])
+        """
+        from ..predict import TorchBackend
+        from ..runtime.preprocess import PreprocessConfig
+
+        was_training = self.training
+        try:
+            backend = TorchBackend(self, PreprocessConfig.for_model(self.cfg, mode))
+            return backend.quality_map(image, patch, stride, max_batch)
+        finally:
+            self.train(was_training)
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

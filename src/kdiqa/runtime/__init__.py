@@ -14,6 +14,7 @@ Example:
 
 from .predictor import Backend, predict_paths, predict_views, score_image, score_paths
 from .preprocess import PREPROCESS_NAME, PreprocessConfig, make_views
+from .qmap import QualityMap, quality_map
 from .scorer import OnnxScorer, open_session, resolve_onnx_folder, session_options
 
 __all__ = [
@@ -21,10 +22,12 @@ __all__ = [
     "Backend",
     "OnnxScorer",
     "PreprocessConfig",
+    "QualityMap",
     "make_views",
     "open_session",
     "predict_paths",
     "predict_views",
+    "quality_map",
     "resolve_onnx_folder",
     "score_image",
     "score_paths",

@@ -10,6 +10,7 @@ import numpy as np
 from ..models.pretrained import ONNX_SUBDIR, is_pretrained, resolve_name, weights_folder
 from .predictor import score_image
 from .preprocess import PREPROCESS_NAME, PreprocessConfig
+from .qmap import QualityMap, quality_map
 
 
 def _ort():
@@ -98,6 +99,12 @@ class OnnxScorer:
     def score(self, image) -> float:
         """One image's score on the model's output scale (e.g. MOS 0–100 for a CLIVE-trained model)."""
         return score_image(self, image)
+
+    def quality_map(
+        self, image, patch: int | None = None, stride: int | None = None, max_batch: int = 32
+    ) -> QualityMap:
+        """Patch-wise scores of one image on a grid (:func:`kdiqa.runtime.qmap.quality_map`)."""
+        return quality_map(self, image, patch, stride, max_batch)
 
 
 def resolve_onnx_folder(model: str | Path) -> Path:
