@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
+import subprocess
+import sys
 import tempfile
+import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +26,7 @@ from kdiqa.serve import ServeSettings, create_app
 from kdiqa.serve.batcher import MicroBatcher
 
 PNG = {"content-type": "image/png"}
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 
 
 def png_bytes(size=(64, 48), seed=0, fmt="PNG") -> bytes:
@@ -223,3 +229,36 @@ def test_concurrent_requests_share_forward_passes(backend, max_batch, forwards):
     out, stats = asyncio.run(run())
     assert [float(o[0]) for o in out] == pytest.approx([i / 10 for i in range(8)])  # each caller gets its own
     assert len(rec.sizes) == forwards and sum(rec.sizes) == 8 and stats.jobs == 8
+
+
+def test_the_onnx_service_runs_without_torch():
+    """What the container runs: `kdiqa serve --backend onnx` with torch unimportable."""
+    code = textwrap.dedent(
+        f"""
+        import sys, json
+        for name in ("torch", "torchvision", "timm"):
+            sys.modules[name] = None  # any import of these now raises ImportError
+        from fastapi.testclient import TestClient
+        from kdiqa.cli_serve import _backend, _description
+        from kdiqa.cli import build_parser
+        from kdiqa.serve import create_app
+
+        args = build_parser().parse_args(["serve", "--backend", "onnx", "--threads", "1"])
+        app = create_app(_backend(args), description=_description(args.model))
+        with TestClient(app) as c:
+            data = open({str(EXAMPLES / "coffee.jpg")!r}, "rb").read()
+            score = c.post("/v1/score", content=data, headers={{"content-type": "image/jpeg"}}).json()
+            qmap = c.post("/v1/map?format=png", content=data, headers={{"content-type": "image/jpeg"}})
+            model = c.get("/v1/models").json()["models"][0]
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "timm", "scipy")
+                        and sys.modules[m] is not None)
+        print(json.dumps({{"score": score["results"][0]["score"], "map": qmap.status_code, "model": model,
+                           "loaded": loaded}}))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["loaded"] == [] and out["map"] == 200
+    assert out["model"]["bundled"] == "iqa_effnet_lite0_s4.clive_rank" and "clive_test" in out["model"]
+    assert out["score"] == pytest.approx(92.09, abs=0.05)  # the default model's README figure for coffee.jpg

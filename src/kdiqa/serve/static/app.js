@@ -10,7 +10,8 @@ let pending = 0;
 let bestFirst = true;
 
 fetch("/v1/models").then((r) => r.json()).then((d) => {
-  document.getElementById("model").textContent = d.models[0].name;
+  const m = d.models[0];
+  document.getElementById("model").textContent = m.bundled ? `${m.bundled} (${m.name})` : m.name;
 });
 
 function card(file) {
