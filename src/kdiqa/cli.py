@@ -11,45 +11,72 @@ import json
 import sys
 
 
+def _device(args) -> list[str]:
+    """``--device X`` as a config override (``--set`` still wins)."""
+    return [f"device={args.device}"] if args.device else []
+
+
+def _finish(summary: dict) -> int:
+    """Prints a training command's summary (rank 0 under torchrun) and leaves the process group."""
+    from . import distributed
+
+    if distributed.is_main():
+        print(json.dumps(summary, indent=2, default=str))
+    distributed.teardown()
+    return 0
+
+
 def _cmd_train(args) -> int:
     from .config import load_config
     from .engine import TrainConfig, fit
 
-    cfg = load_config(TrainConfig, args.config, args.set)
-    summary = fit(cfg, progress=not args.quiet)
-    print(json.dumps(summary, indent=2))
-    return 0
+    cfg = load_config(TrainConfig, args.config, _device(args) + args.set)
+    return _finish(fit(cfg, progress=not args.quiet))
 
 
 def _cmd_pseudo_label(args) -> int:
+    from . import distributed
     from .checkpoint import WEIGHTS_NAME, file_sha256
     from .config import load_config
     from .data.pools import PoolConfig, build_items
     from .hub import load, resolve_folder
-    from .softlabels import parse_shard, pseudo_label
+    from .softlabels import merge_rank_files, parse_shard, pseudo_label, rank_file
 
+    if distributed.env_info().enabled and args.shard != "0/1":
+        raise ValueError("under torchrun each process takes shard rank/world: drop --shard")
+    place, device = distributed.setup(args.device)  # under torchrun: this process's rank and device
+    shard, out = parse_shard(args.shard), args.out
+    if place.enabled:
+        shard, out = (place.rank, place.world), rank_file(args.out, place.rank, place.world)
     pool = load_config(PoolConfig, args.pool, args.set)
     items = build_items(pool)
-    teacher = load(args.teacher, device=args.device)
+    teacher = load(args.teacher, device=str(device))
     sha = file_sha256(resolve_folder(args.teacher) / WEIGHTS_NAME)
     crop = None if args.crop <= 0 else args.crop
     summary = pseudo_label(
         teacher,
         sha,
         items,
-        args.out,
+        out,
         crop,
         args.views,
         args.flip,
-        parse_shard(args.shard),
+        shard,
         args.batch_size,
         args.workers,
-        progress=not args.quiet,
+        progress=not args.quiet and place.is_main,
         cache_dir=args.cache,
     )
-    print(json.dumps(summary, indent=2))
-    print(f"{summary['images_per_s']} images/s", file=sys.stderr)
-    return 1 if summary["failed"] else 0
+    failed = sum(distributed.gather(summary["failed"]))
+    if place.enabled:  # every shard is complete: rank 0 checks and merges them into --out
+        distributed.barrier()
+        if place.is_main:
+            summary = {**summary, "merged": merge_rank_files(args.out, place.world), "failed": failed}
+        distributed.teardown()
+    if place.is_main:
+        print(json.dumps(summary, indent=2))
+        print(f"{summary['images_per_s']} images/s (rank 0)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _cmd_materialize(args) -> int:
@@ -68,9 +95,7 @@ def _cmd_pretext(args) -> int:
     from .config import load_config
     from .pretext import PretextConfig, pretrain
 
-    summary = pretrain(load_config(PretextConfig, args.config, args.set), progress=not args.quiet)
-    print(json.dumps(summary, indent=2))
-    return 0
+    return _finish(pretrain(load_config(PretextConfig, args.config, _device(args) + args.set), progress=not args.quiet))
 
 
 def _cmd_distill(args) -> int:
@@ -78,13 +103,12 @@ def _cmd_distill(args) -> int:
     from .distill.engine import DistillRunConfig, distill
     from .distill.quickstart import flag_overrides
 
-    overrides = flag_overrides(args, from_file=args.config is not None) + args.set
-    summary = distill(load_config(DistillRunConfig, args.config, overrides), progress=not args.quiet)
-    print(json.dumps(summary, indent=2))
-    return 0
+    overrides = flag_overrides(args, from_file=args.config is not None) + _device(args) + args.set
+    return _finish(distill(load_config(DistillRunConfig, args.config, overrides), progress=not args.quiet))
 
 
 def _cmd_match_cache(args) -> int:
+    from . import distributed
     from .config import load_config
     from .distill.data import matching_images
     from .distill.engine import DistillRunConfig, stage_views
@@ -102,13 +126,25 @@ def _cmd_match_cache(args) -> int:
         import torch
 
         torch.set_num_threads(cfg.threads)
+    if distributed.env_info().enabled and args.shard != "0/1":
+        raise ValueError("under torchrun each process takes shard rank/world: drop --shard")
+    place, device = distributed.setup(args.device)
+    shard = parse_shard(args.shard)
+    if place.enabled:  # each process scores the views of its shard into the one file (SQLite serialises writers)
+        shard = (place.rank, place.world)
     images = matching_images(cfg, labelled_splits(cfg.labelled)[2])
     views, _ = stage_views(cfg, args.stage, images)
-    teacher = load(cfg.teacher, device=args.device)
-    shard = parse_shard(args.shard)
+    teacher = load(cfg.teacher, device=str(device))
     n = min(args.first, len(views)) if args.first else len(views)
-    summary = fill(teacher, views, cfg.matching.cache, n, shard, args.batch_size, args.workers, not args.quiet)
-    print(json.dumps(summary, indent=2))
+    show = not args.quiet and place.is_main
+    summary = fill(teacher, views, cfg.matching.cache, n, shard, args.batch_size, args.workers, show)
+    if place.enabled:
+        distributed.barrier()
+        if place.is_main:
+            summary = {**summary, **fill(teacher, views, cfg.matching.cache, n, (0, 1), progress=False)}
+        distributed.teardown()
+    if place.is_main:
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -239,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set optim.epochs=3 (repeatable)",
     )
+    p.add_argument(
+        "--device",
+        help="auto | cpu | cuda | cuda:i (default: the config's, auto); under torchrun cuda = the process's GPU",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_cmd_train)
 
@@ -311,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretext", help="self-supervised pre-training: distortion type + level ranking")
     p.add_argument("--config", required=True)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:i (default: the config's)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_cmd_pretext)
 
@@ -325,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (out_dir)")
     p.add_argument("--seed", type=int)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config value; wins")
+    p.add_argument(
+        "--device",
+        help="auto | cpu | cuda | cuda:i (default: the config's, auto); under torchrun cuda = the process's GPU",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_cmd_distill)
 

@@ -16,8 +16,9 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
+from . import distributed
 from .checkpoint import load_model
 from .data.datasets import IQADataset, TorchIQADataset, get_dataset
 from .data.transforms import TrainTransform
@@ -69,6 +70,7 @@ class OptimSection:
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0
     grad_clip: float | None = 5.0
+    accum_steps: int = 1  # micro-batches per optimizer step: the same batch in less memory
     ema_decay: float | None = None  # exponential moving average of the weights (timm's ModelEmaV3, with warm-up)
 
 
@@ -97,8 +99,10 @@ class TrainConfig:
     eval: EvalSection = field(default_factory=EvalSection)
     out_dir: str = "runs/train"
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:i (under torchrun, cuda = this process's GPU)
     threads: int | None = None
+    amp: str = "none"  # none | bf16 | fp16: mixed precision of the forward pass (fp16 with a GradScaler)
+    sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch
     channels_last: bool = True
     resume: bool = True
     snapshots: bool = False  # also keep the model of every epoch (out_dir/snapshots/s<stage>e<epoch>): curves
@@ -169,13 +173,13 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
     method = build_distiller("none", model, None, DistillConfig(task_loss=asdict(cfg.loss)))
 
     def batches(epoch: int) -> DataLoader:
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # epoch-exact resume; the same in every process
+        order = BatchSampler(RandomSampler(train_set, generator=g), cfg.data.batch_size, drop_last=True)
         return DataLoader(
             train_set,
-            batch_size=cfg.data.batch_size,
-            shuffle=True,
-            drop_last=True,
+            batch_sampler=distributed.shard(order),  # under torchrun: this process's share of each batch
             num_workers=cfg.data.workers,
-            generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),  # epoch-exact resume
+            generator=g,
             pin_memory=device.type == "cuda",
         )
 
@@ -210,6 +214,9 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
         frozen=cfg.model.freeze,
         ema_decay=cfg.optim.ema_decay,
         channels_last=cfg.channels_last,
+        accum_steps=cfg.optim.accum_steps,
+        amp=cfg.amp,
+        sync_bn=cfg.sync_bn,
         meta={"train_config": asdict(cfg), "dataset": ds.name},
         resume=cfg.resume,
         snapshots=cfg.snapshots,
@@ -229,5 +236,6 @@ def fit(cfg: TrainConfig, progress: bool = True) -> dict:
         "wall_seconds": result["seconds"],
         "device": str(device),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if distributed.is_main():
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
+from . import distributed
 from .checkpoint import save_model
 from .data.distortions import apply_distortion, list_distortions
 from .data.io import load_image
@@ -117,7 +118,8 @@ def pretrain(cfg: PretextConfig, progress: bool = True) -> dict:
 
     def batches(epoch: int) -> DataLoader:
         ds.epoch = epoch
-        return DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, drop_last=True, num_workers=cfg.workers)
+        order = BatchSampler(SequentialSampler(ds), cfg.batch_size, drop_last=True)
+        return DataLoader(ds, batch_sampler=distributed.shard(order), num_workers=cfg.workers)
 
     steps = steps_for(len(ds) // cfg.batch_size, None)
     stage = Stage(
@@ -141,5 +143,6 @@ def pretrain(cfg: PretextConfig, progress: bool = True) -> dict:
         progress=progress,
     )
     result = train(run, [stage])
-    save_model(model, out / "model", {"pretext": asdict(cfg), "history": result["history"]})
+    if distributed.is_main():
+        save_model(model, out / "model", {"pretext": asdict(cfg), "history": result["history"]})
     return {"out": str(out / "model"), "seconds": result["seconds"], "history": result["history"]}

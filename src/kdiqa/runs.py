@@ -18,13 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import distributed
 from .checkpoint import atomic_write_text
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -72,27 +67,31 @@ def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def prepare_run(cfg, config_name: str) -> tuple[torch.device, Path]:
-    """Threads, seeds and device from a run config; creates ``cfg.out_dir`` and records the config.
+    """Threads, process group, seeds and device from a run config; creates ``cfg.out_dir`` and records the config.
 
-    A run folder that already holds a resumable run of another recipe is refused (resuming would mix
-    the two): the error names the keys that differ.
+    Under torchrun every process gets its device here (:func:`kdiqa.distributed.setup`); only rank 0
+    touches the run folder, and the others wait for it. A run folder that already holds a resumable run of
+    another recipe is refused (resuming would mix the two): the error names the keys that differ.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
+    place, device = distributed.setup(cfg.device)
+    seed_everything(cfg.seed)  # the same initial model in every process
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    recover_last(out)
-    recorded, config = out / config_name, json.loads(json.dumps(asdict(cfg)))  # as recorded: tuples become lists
-    if cfg.resume and recorded.is_file() and (out / "last" / "train_state.json").is_file():
-        changed = config_changes(json.loads(recorded.read_text()), config)
-        if changed:
-            raise ValueError(
-                f"{out} holds a run of another config (it differs in {', '.join(changed)}); resuming would mix "
-                "the two: choose another out_dir, or --set resume=false to start it again"
-            )
-    atomic_write_text(recorded, json.dumps(config, indent=2))
-    return resolve_device(cfg.device), out
+    if place.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        recover_last(out)
+        recorded, config = out / config_name, json.loads(json.dumps(asdict(cfg)))  # as recorded: tuples → lists
+        if cfg.resume and recorded.is_file() and (out / "last" / "train_state.json").is_file():
+            changed = config_changes(json.loads(recorded.read_text()), config)
+            if changed:
+                raise ValueError(
+                    f"{out} holds a run of another config (it differs in {', '.join(changed)}); resuming would "
+                    "mix the two: choose another out_dir, or --set resume=false to start it again"
+                )
+        atomic_write_text(recorded, json.dumps(config, indent=2))
+    distributed.barrier()
+    return device, out
 
 
 def read_history(out: str | Path) -> list[dict]:

@@ -14,6 +14,7 @@ SQLite is in Python's standard library, so a soft-label file needs no extra depe
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -221,6 +222,33 @@ def merge_shards(shards: list[str | Path], out: str | Path) -> dict:
             f"(first: {missing[:10]}); finish those shards and merge again"
         )
     return {"items": n_items, "shards": len(shards), "out": str(out)}
+
+
+def rank_file(out: str | Path, rank: int, world: int) -> Path:
+    """Where process ``rank`` of ``world`` writes its shard of ``out`` under torchrun.
+
+    Example:
+        >>> rank_file("runs/soft.sqlite", 1, 4).name
+        'soft.rank1of4.sqlite'
+    """
+    out = Path(out)
+    return out.with_name(f"{out.stem}.rank{rank}of{world}{out.suffix}")
+
+
+def merge_rank_files(out: str | Path, world: int) -> dict:
+    """Merges the ``world`` rank files of ``out`` (:func:`rank_file`) into ``out`` (:func:`merge_shards`'s checks).
+
+    The merge is written beside ``out`` and swapped in, so running the job again (to resume it) merges again; an
+    ``out`` that is not a merge of shards is never replaced.
+    """
+    out = Path(out)
+    if out.is_file() and read_meta_file(out).get("shard") != "merged":
+        raise FileExistsError(f"{out} exists and is not a merge of shards; choose another --out")
+    tmp = out.with_name(out.name + ".merging")
+    tmp.unlink(missing_ok=True)
+    summary = merge_shards([rank_file(out, r, world) for r in range(world)], tmp)
+    os.replace(tmp, out)
+    return {**summary, "out": str(out)}
 
 
 def load_soft_labels(path: str | Path) -> dict[int, tuple[float, float]]:

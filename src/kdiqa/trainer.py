@@ -16,6 +16,14 @@ optimizer steps. After every epoch the loop validates, logs a record (stdout and
 - ``out/ema``: the weight EMA (timm's ``ModelEmaV3``) when ``ema_decay`` is set; it is then what
   is validated and kept as ``best``, and the raw weights' figures are logged as ``raw_val_*``.
 
+Under torchrun (:mod:`kdiqa.distributed`) the loss module runs inside ``DistributedDataParallel`` (the
+frozen teacher's parameters need no gradient and are never synchronised), each process trains on its share
+of every global batch, and rank 0 alone validates, logs and writes checkpoints; the others wait at a
+barrier. Each process's random state is saved, so a resumed run continues every process's stream.
+``accum_steps`` splits each process's share into micro-batches (gradients accumulate, one optimizer step
+per global batch), and ``amp`` runs the forward pass under ``torch.autocast`` (bf16, or fp16 with a
+``GradScaler``).
+
 A run folder records its config and is never resumed under another recipe (:mod:`kdiqa.runs`).
 
 What a recipe trains is given by a loss function ``(batch, kind, step) → named losses`` (``"loss"``
@@ -32,6 +40,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +49,11 @@ import torch
 from safetensors.torch import load_file
 from timm.utils import ModelEmaV3
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 from tqdm import tqdm
 
+from . import distributed
 from .checkpoint import atomic_save_tensors, atomic_write_text, load_train_state, save_model, save_train_state
 from .models.iqa import IQAModel
 from .runs import recover_last
@@ -83,6 +94,9 @@ class Run:
     resume: bool = True
     progress: bool = True
     snapshots: bool = False  # keep the model after every epoch in out/snapshots/s<stage>e<epoch>
+    accum_steps: int = 1  # micro-batches per optimizer step (each process's share of a batch is split)
+    amp: str = "none"  # none | bf16 | fp16: autocast of the forward pass (fp16 with a GradScaler)
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA)
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> LRScheduler:
@@ -163,9 +177,11 @@ class _State:
         else:  # a run folder written before extra.safetensors: the student and adapters in one file
             run.module.load_state_dict(load_file(str(last / "distiller.safetensors"), device=str(run.device)), False)
         if (last / "rng.safetensors").is_file():  # the random stream continues where the killed run stopped
-            torch.set_rng_state(load_file(str(last / "rng.safetensors"))["torch"])
+            states, rank = load_file(str(last / "rng.safetensors")), distributed.info().rank
+            torch.set_rng_state(states.get(f"torch_rank{rank}", states["torch"]))  # each process its own stream
         self.resumed = True
-        print(f"resumed from {last} at stage {self.start[0]}, epoch {self.start[1]}")
+        if distributed.is_main():
+            print(f"resumed from {last} at stage {self.start[0]}, epoch {self.start[1]}")
 
 
 def _extra_tensors(run: Run) -> dict[str, torch.Tensor]:
@@ -175,14 +191,34 @@ def _extra_tensors(run: Run) -> dict[str, torch.Tensor]:
 IMAGE_KEYS = frozenset({"image", "degraded"})  # a batch's input images (NHWC under channels_last)
 
 
-def _run_epoch(run: Run, stage: Stage, si: int, epoch: int, optimizer, scheduler, ema, step0: int) -> dict:
-    """One epoch of ``stage``: returns the record (mean losses per step, seconds)."""
+def _step_losses(run: Run, step_fn: nn.Module, batch: dict, kind: str, step: int, scaler) -> dict[str, float]:
+    """Forward and backward of one batch (in micro-batches); returns its mean losses."""
+    out: dict[str, float] = {}
+    parts = distributed.micro_batches(batch, run.accum_steps)
+    dtype = distributed.AMP_DTYPES.get(run.amp, torch.bfloat16)
+    for j, (part, share) in enumerate(parts):
+        last = j == len(parts) - 1
+        sync = step_fn.no_sync() if isinstance(step_fn, DistributedDataParallel) and not last else nullcontext()
+        with sync:
+            with torch.autocast(run.device.type, dtype, enabled=run.amp != "none"):
+                losses = step_fn(part, kind, step)
+            scaler.scale(losses["loss"].float() * share).backward()
+        for k, v in losses.items():
+            out[k] = out.get(k, 0.0) + float(v.detach()) * share
+    return out
+
+
+def _run_epoch(
+    run: Run, stage: Stage, si: int, epoch: int, optimizer, scheduler, ema, step0: int, step_fn, scaler
+) -> dict:
+    """One epoch of ``stage``: returns the record (mean losses per step over every process, seconds)."""
     run.module.train()
     train_except_frozen(run.model, run.frozen)
     t0, sums, done = time.time(), {}, 0
     desc = f"{stage.name} epoch {epoch + 1}/{stage.epochs}"
     per, unit = (stage.batch_size, "view") if stage.batch_size else (1, "step")
-    bar = tqdm(total=stage.steps * per, desc=desc, disable=not run.progress, unit=unit, dynamic_ncols=True)
+    show = run.progress and distributed.is_main()
+    bar = tqdm(total=stage.steps * per, desc=desc, disable=not show, unit=unit, dynamic_ncols=True)
     for i, batch in enumerate(stage.batches(epoch)):
         if i >= stage.steps:
             break
@@ -190,17 +226,18 @@ def _run_epoch(run: Run, stage: Stage, si: int, epoch: int, optimizer, scheduler
         if run.channels_last:
             for k in IMAGE_KEYS.intersection(batch):
                 batch[k] = batch[k].contiguous(memory_format=torch.channels_last)
-        losses = run.loss_fn(batch, stage.kind, step0 + i)
         optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        losses = _step_losses(run, step_fn, batch, stage.kind, step0 + i, scaler)
         if stage.grad_clip:
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), stage.grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         if ema is not None:
             ema.update(run.model, step=step0 + i)
         for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sums[k] = sums.get(k, 0.0) + v
         done += 1
         bar.update(per)
         bar.set_postfix(loss=f"{sums['loss'] / done:.4f}")
@@ -211,11 +248,12 @@ def _run_epoch(run: Run, stage: Stage, si: int, epoch: int, optimizer, scheduler
     record = {"stage": si, "kind": stage.kind, "epoch": epoch, "train_seconds": round(time.time() - t0, 1)}
     if stage.batch_size:
         record["train_views"] = done * stage.batch_size
-    return record | {f"train_{k}": v / done for k, v in sums.items()}
+    means = distributed.mean_over_processes({f"train_{k}": v / done for k, v in sums.items()}, run.device)
+    return record | means
 
 
 def _validate(run: Run, ema, record: dict) -> None:
-    if run.validate is None:
+    if run.validate is None or not distributed.is_main():  # rank 0 validates; the others wait at its checkpoint
         return
     record.update(run.validate(ema.module if ema is not None else run.model))
     if ema is not None:
@@ -223,7 +261,17 @@ def _validate(run: Run, ema, record: dict) -> None:
 
 
 def _checkpoint(run: Run, state: _State, record: dict, optimizer, ema, t_start: float) -> None:
-    """best/ (if improved) and ema/, then a complete new last/ swapped in whole (see :func:`recover_last`)."""
+    """best/ (if improved) and ema/, then a complete new last/ swapped in whole (see :func:`recover_last`).
+
+    Rank 0 writes, with every process's random state; the other processes wait until it has.
+    """
+    rng = distributed.gather(torch.get_rng_state())
+    if distributed.is_main():
+        _write_checkpoint(run, state, record, optimizer, ema, t_start, rng)
+    distributed.barrier()
+
+
+def _write_checkpoint(run: Run, state: _State, record: dict, optimizer, ema, t_start: float, rng: list) -> None:
     si, epoch = record["stage"], record["epoch"]
     extra = {**run.meta, "stage": si, "epoch": epoch, "metrics": record}
     score = record["val_srcc"] if "val_srcc" in record else -record["train_loss"]
@@ -243,7 +291,8 @@ def _checkpoint(run: Run, state: _State, record: dict, optimizer, ema, t_start: 
         atomic_save_tensors(_extra_tensors(run), partial / "extra.safetensors")
     if ema is not None:
         atomic_save_tensors(ema.module.state_dict(), partial / "ema.safetensors")
-    atomic_save_tensors({"torch": torch.get_rng_state()}, partial / "rng.safetensors")
+    states = {"torch": rng[0], **{f"torch_rank{r}": t for r, t in enumerate(rng) if r}}
+    atomic_save_tensors(states, partial / "rng.safetensors")
     info = {"stage": si, "epoch": epoch, "history": state.history, "best": state.best}
     save_train_state(partial, optimizer, info | {"seconds": state.seconds + time.time() - t_start})  # written last
     last, old = run.out / "last", run.out / "last.old"
@@ -276,6 +325,9 @@ def train(run: Run, stages: list[Stage]) -> dict:
         if not saved:
             raise ValueError(f"cannot resume {run.out} with optim.ema_decay: it has no ema/ checkpoint")
         ema.module.load_state_dict(load_file(str(saved[0]), device=str(run.device)))
+    step_fn, scaler = distributed.wrap_loss(
+        run.module, run.loss_fn, run.model, run.device, run.accum_steps, run.amp, run.sync_bn, state.resumed
+    )
     step0 = 0
     for si, stage in enumerate(stages):
         if si < state.start[0]:  # finished in an earlier process
@@ -293,11 +345,12 @@ def train(run: Run, stages: list[Stage]) -> dict:
         _advance(scheduler, first * stage.steps)
         step0 += first * stage.steps
         for epoch in range(first, stage.epochs):
-            record = _run_epoch(run, stage, si, epoch, optimizer, scheduler, ema, step0)
+            record = _run_epoch(run, stage, si, epoch, optimizer, scheduler, ema, step0, step_fn, scaler)
             step0 += stage.steps
             _validate(run, ema, record)
             state.history.append(record)
-            print(json.dumps(record))
+            if distributed.is_main():
+                print(json.dumps(record))
             _checkpoint(run, state, record, optimizer, ema, t_start)
     return {
         "history": state.history,

@@ -75,6 +75,9 @@ class Distiller(nn.Module):
             self.teacher.eval()  # frozen BN statistics, no dropout: always
         return self
 
+    def student_device(self) -> torch.device:
+        return next(self.student.parameters()).device
+
     def learnable_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if not n.startswith("teacher.") and p.requires_grad]
 

@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import BatchSampler, ConcatDataset, DataLoader
 
+from .. import distributed
 from ..data.datasets import TorchIQADataset
 from ..data.degrade import WithDegraded
 from ..data.pools import PoolConfig
@@ -68,8 +69,11 @@ class DistillRunConfig:
     weight_decay: float = 0.01
     out_dir: str = "runs/distill"
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:i (under torchrun, cuda = this process's GPU)
     threads: int | None = None
+    amp: str = "none"  # none | bf16 | fp16: mixed precision of the forward passes (fp16 with a GradScaler)
+    sync_bn: bool = False  # under torchrun on GPUs: the student's BatchNorm statistics over the global batch
+    accum_steps: int = 1  # micro-batches per optimizer step: the same batch in less memory
     resume: bool = True
     snapshots: bool = False  # also keep the model of every epoch (out_dir/snapshots/s<stage>e<epoch>): curves
     channels_last: bool = True  # NHWC memory for teacher, student and inputs (faster convolutions on CPUs)
@@ -123,6 +127,7 @@ def _student(cfg: DistillRunConfig, ds, device: torch.device) -> IQAModel:
 def _stages(cfg: DistillRunConfig, data: dict, distiller: Distiller) -> list[Stage]:
     """One trainer stage per configured stage, on its data source, with its own AdamW and schedule."""
     stages, bs = [], cfg.labelled.batch_size
+    pin = distiller.student_device().type == "cuda"
     for si, st in enumerate(cfg.stages):
         if st.data == "views" and cfg.method != "none":
             stages.append(_views_stage(cfg, si, data["views"], distiller))
@@ -141,7 +146,9 @@ def _stages(cfg: DistillRunConfig, data: dict, distiller: Distiller) -> list[Sta
         def batches(epoch: int, si=si, source=source, steps=steps, per_pass=per_pass) -> DataLoader:
             g = torch.Generator().manual_seed(cfg.seed * 1000 + si * 100 + epoch)
             sampler = GroupedBatches(data[source], bs, g, passes=passes_for(steps, per_pass))
-            return DataLoader(data[source], batch_sampler=sampler, num_workers=cfg.labelled.workers)
+            return DataLoader(
+                data[source], batch_sampler=distributed.shard(sampler), num_workers=cfg.labelled.workers, pin_memory=pin
+            )
 
         def groups(lr: float = st.lr) -> list[dict]:
             return [{"params": distiller.learnable_parameters(), "lr": lr, "weight_decay": cfg.weight_decay}]
@@ -167,6 +174,7 @@ def _views_stage(cfg: DistillRunConfig, si: int, images: list[str], distiller) -
     """A function-matching stage: ``views`` fresh views, ``epochs`` checkpoints; view ``i`` of epoch ``e`` is
     view ``e × steps × batch + i`` of the stage's stream, so a resumed epoch sees the same views."""
     st, bs = cfg.stages[si], cfg.labelled.batch_size
+    pin = distiller.student_device().type == "cuda"
     views, steps = stage_views(cfg, si, images)
     if cfg.matching.cache:  # the teacher's scores by view index: the teacher does not run
         if cfg.method in ("hints", "review"):
@@ -176,8 +184,10 @@ def _views_stage(cfg: DistillRunConfig, si: int, images: list[str], distiller) -
         cache.close()
 
     def batches(epoch: int) -> DataLoader:
-        order = range(epoch * steps * bs, (epoch + 1) * steps * bs)
-        return DataLoader(views, batch_size=bs, sampler=order, num_workers=cfg.labelled.workers, drop_last=True)
+        order = BatchSampler(range(epoch * steps * bs, (epoch + 1) * steps * bs), bs, drop_last=True)
+        return DataLoader(
+            views, batch_sampler=distributed.shard(order), num_workers=cfg.labelled.workers, pin_memory=pin
+        )
 
     def groups(lr: float = st.lr) -> list[dict]:
         return [{"params": distiller.learnable_parameters(), "lr": lr, "weight_decay": cfg.weight_decay}]
@@ -194,7 +204,8 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
     device, out = prepare_run(cfg, "distill_config.json")
     ds, train_ds, val_ds = labelled_splits(lab)
     teacher = load(cfg.teacher, device=str(device))
-    data = _datasets(cfg, teacher, train_ds, val_ds, progress)
+    with distributed.main_first():  # under torchrun, rank 0 builds any teacher cache; the others then read it
+        data = _datasets(cfg, teacher, train_ds, val_ds, progress and distributed.is_main())
     student = _student(cfg, ds, device)
     freeze_prefixes(student, cfg.student_freeze)
     distiller = build_distiller(cfg.method, student.to(device), teacher, cfg.distill).to(device)
@@ -203,7 +214,10 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
     views = PreprocessConfig(mode=cfg.eval.mode, crop=cfg.eval.crop, n_crops=cfg.eval.n_crops, resize=lab.resize)
 
     def validate(net: IQAModel) -> dict[str, float]:
-        z = predict_paths(net, [r.path for r in val_ds.rows], views, cfg.eval.batch_size)
+        # in the model's training memory format: validating must not convert it (rank 0 alone validates)
+        z = predict_paths(
+            net, [r.path for r in val_ds.rows], views, cfg.eval.batch_size, channels_last=cfg.channels_last
+        )
         return {"val_srcc": srcc(z, val_ds.normalize(val_ds.mos_array())) if np.ptp(z) > 0 else 0.0}
 
     run = Run(
@@ -220,6 +234,9 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
         snapshots=cfg.snapshots,
         channels_last=cfg.channels_last,
         progress=progress,
+        accum_steps=cfg.accum_steps,
+        amp=cfg.amp,
+        sync_bn=cfg.sync_bn,
     )
     result = train(run, _stages(cfg, data, distiller))
     summary = {
@@ -234,5 +251,6 @@ def distill(cfg: DistillRunConfig, progress: bool = True) -> dict:
         "train_images": len(train_ds),  # with their MOS (labelled.label_fraction of what val leaves)
         "val_images": len(val_ds),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    if distributed.is_main():
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
