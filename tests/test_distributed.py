@@ -177,3 +177,38 @@ def test_sharded_batches_and_micro_batches_split_alike():
     assert sum(w for _, w in parts) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="cannot be shared by 3 processes"):
         list(ShardedBatches([[0, 1]], 0, 3))
+
+
+SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke" / "tiny.yaml"
+
+
+def _train(rated_folder, out, *sets: str) -> int:
+    from kdiqa.cli import main
+
+    data = f"data.dataset=csv:{rated_folder / 'labels.csv'}"
+    args = ["train", "--config", str(SMOKE), "--set", data, "--set", f"out_dir={out}", "--quiet"]
+    for s in sets:
+        args += ["--set", s]
+    return main(args)
+
+
+def test_bf16_autocast_trains_on_the_cpu(rated_folder, tmp_path):
+    assert _train(rated_folder, tmp_path / "bf16", "amp=bf16", "optim.epochs=1") == 0
+    (record,) = _history(tmp_path / "bf16")
+    assert np.isfinite(record["train_loss"]) and 0 < record["train_loss"] < 10
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["amp=fp8"], "amp must be none, bf16 or fp16, got 'fp8'"),
+        (["optim.accum_steps=0"], "accum_steps must be >= 1"),
+        (["sync_bn=true"], "sync_bn needs several processes"),
+        (["device=cuda:0"], "CUDA is not available here"),
+    ],
+)
+def test_bad_scaling_settings_are_one_line_errors(rated_folder, tmp_path, capsys, sets, message):
+    if "cuda" in sets[0] and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert _train(rated_folder, tmp_path / "x", *sets) == 2
+    assert message in capsys.readouterr().err

@@ -204,11 +204,12 @@ def micro_batches(batch: dict, n: int) -> list[tuple[dict, float]]:
     return [({k: v[j::n] for k, v in batch.items()}, len(range(j, size, n)) / size) for j in range(n)]
 
 
-def wrap_loss(module, loss_fn, model, device, accum_steps: int, amp: str, sync_bn: bool, resumed: bool):
+def wrap_loss(module, loss_fn, model, device, accum_steps: int, amp: str, sync_bn: bool, restored: bool):
     """The loss as a module (in ``DistributedDataParallel`` under torchrun) and the run's gradient scaler.
 
     ``model`` (the student) gets SyncBatchNorm with ``sync_bn``; processes other than rank 0 reseed their
-    augmentation streams (:func:`rank_seed`) unless the run resumed (their saved streams are restored).
+    augmentation streams (:func:`rank_seed`) unless their saved streams were ``restored`` (a resumed run;
+    a run started in one process and resumed in several reseeds the new ones).
     """
     if accum_steps < 1:
         raise ValueError(f"accum_steps must be >= 1, got {accum_steps}")
@@ -224,7 +225,7 @@ def wrap_loss(module, loss_fn, model, device, accum_steps: int, amp: str, sync_b
         if device.type != "cuda":
             raise ValueError("sync_bn needs CUDA: torch's SyncBatchNorm does not run on the CPU")
         nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if not resumed and _info.rank:
+    if not restored and _info.rank:
         seed = rank_seed(torch.initial_seed())
         torch.manual_seed(seed)
         random.seed(seed)

@@ -162,6 +162,7 @@ class _State:
         self.start = (0, 0)  # (stage, epoch) of the first epoch still to train
         self.seconds = 0.0
         self.resumed = False
+        self.own_rng = False  # this process's random state was restored (rank 0's is, in any resumed run)
         last = run.out / "last"
         if run.resume and (last / "train_state.json").is_file():
             self._load(run, last)
@@ -178,7 +179,9 @@ class _State:
             run.module.load_state_dict(load_file(str(last / "distiller.safetensors"), device=str(run.device)), False)
         if (last / "rng.safetensors").is_file():  # the random stream continues where the killed run stopped
             states, rank = load_file(str(last / "rng.safetensors")), distributed.info().rank
-            torch.set_rng_state(states.get(f"torch_rank{rank}", states["torch"]))  # each process its own stream
+            key = f"torch_rank{rank}" if rank else "torch"  # each process its own stream
+            self.own_rng = key in states
+            torch.set_rng_state(states.get(key, states["torch"]))
         self.resumed = True
         if distributed.is_main():
             print(f"resumed from {last} at stage {self.start[0]}, epoch {self.start[1]}")
@@ -326,7 +329,7 @@ def train(run: Run, stages: list[Stage]) -> dict:
             raise ValueError(f"cannot resume {run.out} with optim.ema_decay: it has no ema/ checkpoint")
         ema.module.load_state_dict(load_file(str(saved[0]), device=str(run.device)))
     step_fn, scaler = distributed.wrap_loss(
-        run.module, run.loss_fn, run.model, run.device, run.accum_steps, run.amp, run.sync_bn, state.resumed
+        run.module, run.loss_fn, run.model, run.device, run.accum_steps, run.amp, run.sync_bn, state.own_rng
     )
     step0 = 0
     for si, stage in enumerate(stages):
