@@ -230,6 +230,9 @@ def wrap_loss(module, loss_fn, model, device, accum_steps: int, amp: str, sync_b
         torch.manual_seed(seed)
         random.seed(seed)
         np.random.seed(seed % 2**32)
+    # The teacher stays outside DDP: its weights are not broadcast, its BatchNorm statistics not synchronised.
+    teacher = [n for n, _ in [*step_fn.named_parameters(), *step_fn.named_buffers()] if n.startswith("module.teacher.")]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(step_fn, teacher)
     ids = [device.index] if device.type == "cuda" else None
     # find_unused_parameters: a stage may leave learnable parts unused (e.g. adapters outside their stage)
     return DistributedDataParallel(step_fn, device_ids=ids, find_unused_parameters=True), scaler
