@@ -262,3 +262,24 @@ def test_the_onnx_service_runs_without_torch():
     assert out["loaded"] == [] and out["map"] == 200
     assert out["model"]["bundled"] == "iqa_effnet_lite0_s4.clive_rank" and "clive_test" in out["model"]
     assert out["score"] == pytest.approx(92.09, abs=0.05)  # the default model's README figure for coffee.jpg
+
+
+class Broken:
+    """A backend whose forward fails."""
+
+    def __init__(self, backend) -> None:
+        self.name, self.cfg = backend.name, backend.cfg
+
+    def predict(self, batch):
+        raise RuntimeError("model exploded")
+
+
+def test_a_failing_model_answers_500_and_the_service_lives_on(backend, caplog):
+    app = create_app(Broken(backend))
+    with caplog.at_level(logging.INFO, logger="kdiqa.serve"), TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/v1/score", content=png_bytes(), headers=PNG)
+        assert r.status_code == 500
+        health = c.get("/healthz").json()
+        assert health["status"] == "ok" and health["in_flight"] == 0
+    failed = [x for x in caplog.records if x.getMessage() == "request failed"]
+    assert len(failed) == 1 and failed[0].status == 500 and "model exploded" in failed[0].exc_text

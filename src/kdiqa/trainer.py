@@ -17,7 +17,7 @@ optimizer steps. After every epoch the loop validates, logs a record (stdout and
   is validated and kept as ``best``, and the raw weights' figures are logged as ``raw_val_*``.
 
 Under torchrun (:mod:`kdiqa.distributed`) the loss module runs inside ``DistributedDataParallel`` (the
-frozen teacher's parameters need no gradient and are never synchronised), each process trains on its share
+frozen teacher is left out of it), each process trains on its share
 of every global batch, and rank 0 alone validates, logs and writes checkpoints; the others wait at a
 barrier. Each process's random state is saved, so a resumed run continues every process's stream.
 ``accum_steps`` splits each process's share into micro-batches (gradients accumulate, one optimizer step
@@ -315,8 +315,10 @@ def train(run: Run, stages: list[Stage]) -> dict:
     processes), ``resumed``.
     """
     t_start = time.time()
-    run.out.mkdir(parents=True, exist_ok=True)
-    recover_last(run.out)
+    if distributed.is_main():
+        run.out.mkdir(parents=True, exist_ok=True)
+        recover_last(run.out)
+    distributed.barrier()
     state = _State(run)
     if run.ema_decay is not None and not 0.0 < run.ema_decay < 1.0:
         raise ValueError(f"optim.ema_decay must be in (0, 1), got {run.ema_decay}")

@@ -104,10 +104,14 @@ def create_app(backend, settings: ServeSettings | None = None, description: dict
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
         request.state.request_id = rid
         t0 = time.perf_counter()
-        response = await call_next(request)
+        extra = {"request_id": rid, "method": request.method, "path": request.url.path}
+        try:
+            response = await call_next(request)
+        except Exception:  # logged with its request id, then answered 500 by the server
+            log.exception("request failed", extra={**extra, "status": 500})
+            raise
         response.headers["X-Request-ID"] = rid
         latency = (time.perf_counter() - t0) * 1000
-        extra = {"request_id": rid, "method": request.method, "path": request.url.path}
         log.info("request", extra={**extra, "status": response.status_code, "latency_ms": round(latency, 2)})
         return response
 
