@@ -283,3 +283,23 @@ def test_a_failing_model_answers_500_and_the_service_lives_on(backend, caplog):
         assert health["status"] == "ok" and health["in_flight"] == 0
     failed = [x for x in caplog.records if x.getMessage() == "request failed"]
     assert len(failed) == 1 and failed[0].status == 500 and "model exploded" in failed[0].exc_text
+
+
+def test_serve_flags_and_app_defaults_agree():
+    from kdiqa.cli import build_parser
+    from kdiqa.cli_serve import FORMATS
+    from kdiqa.serve.app import FORMATS as APP_FORMATS
+
+    args = build_parser().parse_args(["serve"])
+    defaults = ServeSettings()
+    assert FORMATS == APP_FORMATS and tuple(args.formats) == defaults.formats
+    assert (args.max_queue, args.max_batch, args.max_files, args.timeout) == (
+        defaults.max_queue,
+        defaults.max_batch,
+        defaults.max_files,
+        defaults.timeout_s,
+    )
+    assert (
+        args.max_upload_mb * 1024 * 1024 == defaults.max_upload_bytes
+        and args.max_megapixels * 1e6 == defaults.max_pixels
+    )

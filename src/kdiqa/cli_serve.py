@@ -52,6 +52,7 @@ def cmd_serve(args) -> int:
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_pixels=int(args.max_megapixels * 1e6),
         max_files=args.max_files,
+        formats=tuple(f.upper() for f in args.formats),
         timeout_s=args.timeout,
         max_queue=args.max_queue,
         max_batch=args.max_batch,
@@ -61,6 +62,9 @@ def cmd_serve(args) -> int:
     print(f"kdiqa serve: http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
     return 0
+
+
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")  # kdiqa.serve.app.FORMATS, spelled out: that import needs fastapi
 
 
 def add_serve_parser(sub) -> None:
@@ -75,6 +79,13 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="request body limit (413 beyond)")
     p.add_argument("--max-megapixels", type=float, default=40.0, help="pixels per image (400 beyond)")
     p.add_argument("--max-files", type=int, default=16, help="images per request")
+    p.add_argument(
+        "--formats",
+        nargs="+",
+        default=list(FORMATS),
+        metavar="FMT",
+        help="accepted image formats (Pillow names; 415 else)",
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (504 beyond)")
     p.add_argument("--max-queue", type=int, default=64, help="images in the service at a time (503 beyond)")
     p.add_argument("--max-batch", type=int, default=16, help="views per forward pass (1: no micro-batching)")
