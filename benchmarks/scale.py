@@ -7,7 +7,7 @@ one process. On a CPU the processes share the cores: ``--threads`` is the total,
 processes, so the comparison measures what DDP costs or gains on the same hardware. On GPUs (``--device
 cuda``), each process takes its own GPU.
 
-    python benchmarks/scale.py --nproc 1 2 --threads 2                     # this machine (CPU, gloo)
+    python benchmarks/scale.py --nproc 1 2 --threads 2                     # 2 CPU cores (gloo)
     python benchmarks/scale.py --nproc 1 2 4 8 --device cuda --amp bf16    # a machine with 8 GPUs (NCCL)
 """
 
