@@ -212,3 +212,14 @@ def test_bad_scaling_settings_are_one_line_errors(rated_folder, tmp_path, capsys
         pytest.skip("this machine has CUDA")
     assert _train(rated_folder, tmp_path / "x", *sets) == 2
     assert message in capsys.readouterr().err
+
+
+def test_train_runs_under_torchrun_and_rank_0_alone_writes(rated_folder, tmp_path):
+    out = tmp_path / "ddp"
+    data = f"data.dataset=csv:{rated_folder / 'labels.csv'}"
+    proc = run(TORCHRUN, "train", "--config", str(SMOKE), "--set", data, "--set", f"out_dir={out}", "--quiet")
+    assert proc.stdout.count('"best_epoch"') == 1  # one summary, from rank 0
+    history = _history(out)
+    assert [r["epoch"] for r in history] == [0, 1] and all(np.isfinite(r["train_loss"]) for r in history)
+    assert "val_srcc" in history[0] and (out / "best" / "model.safetensors").is_file()
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
