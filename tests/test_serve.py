@@ -303,3 +303,12 @@ def test_serve_flags_and_app_defaults_agree():
         args.max_upload_mb * 1024 * 1024 == defaults.max_upload_bytes
         and args.max_megapixels * 1e6 == defaults.max_pixels
     )
+
+
+def test_a_phone_multi_picture_jpeg_is_a_jpeg(backend):
+    buf = io.BytesIO()
+    synthetic_photo((64, 48)).save(buf, "MPO", save_all=True, append_images=[synthetic_photo((64, 48), seed=1)])
+    assert Image.open(io.BytesIO(buf.getvalue())).format == "MPO"
+    with client(backend, formats=("JPEG",)) as c:
+        r = c.post("/v1/score", content=buf.getvalue(), headers={"content-type": "image/jpeg"})
+    assert r.status_code == 200 and 0 <= r.json()["results"][0]["score"] <= 100

@@ -131,7 +131,8 @@ def decode_image(upload: Upload, formats: tuple[str, ...], max_pixels: int) -> I
         raise UploadError(400, f"{name}: image too large (decompression-bomb guard: {exc})") from exc
     except UnidentifiedImageError as exc:
         raise UploadError(400, f"{name}: not an image (format not recognised)") from exc
-    if img.format not in formats:
+    fmt = "JPEG" if img.format == "MPO" else img.format  # phones' multi-picture JPEGs are JPEGs
+    if fmt not in formats:
         raise UploadError(415, f"{name}: {img.format} images are not accepted (allowed: {', '.join(formats)})")
     w, h = img.size
     if w * h > max_pixels:
