@@ -4,7 +4,8 @@
 #   docker run --rm -p 8000:8000 kdiqa-serve --model edge --int8    # other flags of `kdiqa serve`
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MPLCONFIGDIR=/tmp/matplotlib
 WORKDIR /opt/kdiqa
 COPY pyproject.toml README.md ./
 COPY src ./src
