@@ -101,11 +101,23 @@ def test_ddp_matches_one_process_with_the_same_effective_batch(tmp_path, views_r
     assert set(rng) == {"torch", "torch_rank1"} and not torch.equal(rng["torch"], rng["torch_rank1"])
 
 
+def _children(parent: int) -> list[int]:
+    """Process ids whose parent is ``parent`` (from /proc/*/stat: works without CONFIG_PROC_CHILDREN)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # the process ended while we looked
+            continue
+        if int(fields[1]) == parent:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def _workers(agent: int) -> dict[int, int]:
     """``rank → pid`` of torchrun's worker processes."""
     out = {}
-    children = Path(f"/proc/{agent}/task/{agent}/children").read_text().split()
-    for pid in map(int, children):
+    for pid in _children(agent):
         env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         rank = [e for e in env if e.startswith(b"RANK=")]
         if rank:
