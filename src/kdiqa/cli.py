@@ -1,7 +1,8 @@
 """The ``kdiqa`` command line: train, evaluate, score, list-models, list-datasets.
 
 ``score`` and ``evaluate`` run in :mod:`kdiqa.cli_predict`, ``export`` and ``benchmark`` in :mod:`kdiqa.cli_deploy`,
-``serve`` in :mod:`kdiqa.cli_serve`.
+``serve`` in :mod:`kdiqa.cli_serve`, the data engine (``pseudo-label``, ``materialize-pool``, ``merge-labels``,
+``match-cache``) in :mod:`kdiqa.cli_data`.
 """
 
 from __future__ import annotations
@@ -34,63 +35,6 @@ def _cmd_train(args) -> int:
     return _finish(fit(cfg, progress=not args.quiet))
 
 
-def _cmd_pseudo_label(args) -> int:
-    from . import distributed
-    from .checkpoint import WEIGHTS_NAME, file_sha256
-    from .config import load_config
-    from .data.pools import PoolConfig, build_items
-    from .hub import load, resolve_folder
-    from .softlabels import merge_rank_files, parse_shard, pseudo_label, rank_file
-
-    if distributed.env_info().enabled and args.shard != "0/1":
-        raise ValueError("under torchrun each process takes shard rank/world: drop --shard")
-    place, device = distributed.setup(args.device)  # under torchrun: this process's rank and device
-    shard, out = parse_shard(args.shard), args.out
-    if place.enabled:
-        shard, out = (place.rank, place.world), rank_file(args.out, place.rank, place.world)
-    pool = load_config(PoolConfig, args.pool, args.set)
-    items = build_items(pool)
-    teacher = load(args.teacher, device=str(device))
-    sha = file_sha256(resolve_folder(args.teacher) / WEIGHTS_NAME)
-    crop = None if args.crop <= 0 else args.crop
-    summary = pseudo_label(
-        teacher,
-        sha,
-        items,
-        out,
-        crop,
-        args.views,
-        args.flip,
-        shard,
-        args.batch_size,
-        args.workers,
-        progress=not args.quiet and place.is_main,
-        cache_dir=args.cache,
-    )
-    failed = sum(distributed.gather(summary["failed"]))
-    if place.enabled:  # every shard is complete: rank 0 checks and merges them into --out
-        distributed.barrier()
-        if place.is_main:
-            summary = {**summary, "merged": merge_rank_files(args.out, place.world), "failed": failed}
-        distributed.teardown()
-    if place.is_main:
-        print(json.dumps(summary, indent=2))
-        print(f"{summary['images_per_s']} images/s (rank 0)", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def _cmd_materialize(args) -> int:
-    from .config import load_config
-    from .data.pools import PoolConfig, build_items, materialize
-
-    items = build_items(load_config(PoolConfig, args.pool, args.set))
-    summary = materialize(items, args.out, args.workers, progress=not args.quiet)
-    for err in summary["errors"]:
-        print(f"  {err}", file=sys.stderr)
-    print(json.dumps({k: v for k, v in summary.items() if k != "errors"} | {"failed": len(summary["errors"])}))
-    return 1 if summary["errors"] else 0
-
-
 def _cmd_pretext(args) -> int:
     from .config import load_config
     from .pretext import PretextConfig, pretrain
@@ -105,47 +49,6 @@ def _cmd_distill(args) -> int:
 
     overrides = flag_overrides(args, from_file=args.config is not None) + _device(args) + args.set
     return _finish(distill(load_config(DistillRunConfig, args.config, overrides), progress=not args.quiet))
-
-
-def _cmd_match_cache(args) -> int:
-    from . import distributed
-    from .config import load_config
-    from .distill.data import matching_images
-    from .distill.engine import DistillRunConfig, stage_views
-    from .distill.match_cache import fill
-    from .engine import labelled_splits
-    from .hub import load
-    from .softlabels import parse_shard
-
-    cfg = load_config(DistillRunConfig, args.config, args.set)
-    if not cfg.matching.cache:
-        raise ValueError("the config names no matching.cache file (--set matching.cache=FILE)")
-    if not 0 <= args.stage < len(cfg.stages) or cfg.stages[args.stage].data != "views":
-        raise ValueError(f"stage {args.stage} of {args.config} is not a `data: views` stage")
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
-    if distributed.env_info().enabled and args.shard != "0/1":
-        raise ValueError("under torchrun each process takes shard rank/world: drop --shard")
-    place, device = distributed.setup(args.device)
-    shard = parse_shard(args.shard)
-    if place.enabled:  # each process scores the views of its shard into the one file (SQLite serialises writers)
-        shard = (place.rank, place.world)
-    images = matching_images(cfg, labelled_splits(cfg.labelled)[2])
-    views, _ = stage_views(cfg, args.stage, images)
-    teacher = load(cfg.teacher, device=str(device))
-    n = min(args.first, len(views)) if args.first else len(views)
-    show = not args.quiet and place.is_main
-    summary = fill(teacher, views, cfg.matching.cache, n, shard, args.batch_size, args.workers, show)
-    if place.enabled:
-        distributed.barrier()
-        if place.is_main:
-            summary = {**summary, **fill(teacher, views, cfg.matching.cache, n, (0, 1), progress=False)}
-        distributed.teardown()
-    if place.is_main:
-        print(json.dumps(summary, indent=2))
-    return 0
 
 
 def _cmd_average(args) -> int:
@@ -166,13 +69,6 @@ def _cmd_prune(args) -> int:
     pruned = prune(model, args.ratio, args.size)
     save_model(pruned, args.out, {"pruned_from": args.model, "pruning_ratio": args.ratio})
     print(f"{args.out}: {before / 1e6:.2f} M → {pruned.num_params() / 1e6:.2f} M parameters")
-    return 0
-
-
-def _cmd_merge_labels(args) -> int:
-    from .softlabels import merge_shards
-
-    print(json.dumps(merge_shards(args.shards, args.out), indent=2))
     return 0
 
 
@@ -250,6 +146,7 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .cli_data import cmd_match_cache, cmd_materialize, cmd_merge_labels, cmd_pseudo_label
     from .cli_deploy import add_deploy_parsers
     from .cli_predict import cmd_evaluate, cmd_score
     from .cli_serve import add_serve_parser
@@ -338,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="folder written by `kdiqa materialize-pool` (distorted items read from disk)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(fn=_cmd_pseudo_label)
+    p.set_defaults(fn=cmd_pseudo_label)
 
     p = sub.add_parser("materialize-pool", help="write a pool's distorted images to disk (resumable)")
     p.add_argument("--pool", required=True)
@@ -346,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="cache folder")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(fn=_cmd_materialize)
+    p.set_defaults(fn=cmd_materialize)
 
     p = sub.add_parser("pretext", help="self-supervised pre-training: distortion type + level ranking")
     p.add_argument("--config", required=True)
@@ -383,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="view-rendering worker processes")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(fn=_cmd_match_cache)
+    p.set_defaults(fn=cmd_match_cache)
 
     p = sub.add_parser("average", help="average the weights of checkpoints of one architecture (model soup)")
     p.add_argument("checkpoints", nargs="+")
@@ -402,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge-labels", help="merge pseudo-label shards after checking completeness")
     p.add_argument("shards", nargs="+")
     p.add_argument("--out", required=True)
-    p.set_defaults(fn=_cmd_merge_labels)
+    p.set_defaults(fn=cmd_merge_labels)
 
     add_deploy_parsers(sub)  # export, benchmark (kdiqa/cli_deploy.py)
     add_serve_parser(sub)  # serve (kdiqa/cli_serve.py)
