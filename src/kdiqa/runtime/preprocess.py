@@ -135,7 +135,8 @@ class PreprocessConfig:
         return z * (hi - lo) + lo
 
 
-def _pad_to(a: np.ndarray, size: int) -> np.ndarray:
+def pad_to(a: np.ndarray, size: int) -> np.ndarray:
+    """Pads a (C, H, W) array bottom/right to at least ``size`` × ``size`` (reflection; edge when too small)."""
     h, w = a.shape[-2:]
     ph, pw = max(0, size - h), max(0, size - w)
     if ph or pw:
@@ -166,7 +167,7 @@ def make_views(image, cfg: PreprocessConfig) -> np.ndarray:
     a = to_chw_float(img)
     if cfg.mode == "full":
         return a[None]
-    a = _pad_to(a, cfg.crop)
+    a = pad_to(a, cfg.crop)
     c = cfg.crop
     boxes = crop_boxes(a.shape[-2], a.shape[-1], c, 1 if cfg.mode == "center" else cfg.n_crops)
     views = [a[:, y : y + c, x : x + c] for y, x in boxes]

@@ -31,9 +31,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from ..data.io import as_rgb_image, resize_short
-from .preprocess import PreprocessConfig, _pad_to, to_chw_float
+from .predictor import predict_views
+from .preprocess import PreprocessConfig, pad_to, to_chw_float
 
 MIN_PATCH = 32
 
@@ -140,14 +142,38 @@ def prepare(image, cfg: PreprocessConfig):
     return img, original
 
 
-def patch_views(img_chw: np.ndarray, patch: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All grid patches of a float32 (3, H, W) image as (rows·cols, 3, patch, patch), with the grid's
-    ``ys`` and ``xs``; an image smaller than ``patch`` is padded as for crops."""
-    h, w = img_chw.shape[-2:]
+@dataclass
+class MapPlan:
+    """What a quality map runs through the model: the prepared image, its patches and their grid."""
+
+    prepared: Image.Image
+    original_size: tuple[int, int]
+    views: np.ndarray  # (rows·cols, 3, patch, patch) float32
+    ys: np.ndarray
+    xs: np.ndarray
+    patch: int
+    stride: int
+
+    def result(self, z: np.ndarray, cfg: PreprocessConfig, model: str = "") -> QualityMap:
+        """The :class:`QualityMap` from the patches' normalised scores ``z`` (rows·cols,)."""
+        scores = np.asarray(cfg.to_output_scale(np.asarray(z, dtype=np.float64).reshape(-1)))
+        grid = scores.reshape(len(self.ys), len(self.xs))
+        size = self.prepared.size
+        return QualityMap(
+            grid, self.ys, self.xs, self.patch, self.stride, size, self.original_size, cfg.score_range, model
+        )
+
+
+def plan_map(image, cfg: PreprocessConfig, patch: int | None = None, stride: int | None = None) -> MapPlan:
+    """Prepares ``image`` as for its score and cuts its patches (defaults: :func:`default_patch`, half the patch)."""
+    img, original = prepare(image, cfg)
+    patch = int(patch or default_patch(cfg, *img.size))
+    stride = int(stride or max(1, patch // 2))
+    w, h = img.size
     ys, xs = grid_positions(h, patch, stride), grid_positions(w, patch, stride)
-    a = _pad_to(img_chw, patch)
-    views = np.stack([a[:, y : y + patch, x : x + patch] for y in ys for x in xs])
-    return np.ascontiguousarray(views), ys, xs
+    a = pad_to(to_chw_float(img), patch)  # an image smaller than a patch is padded as for crops
+    views = np.ascontiguousarray(np.stack([a[:, y : y + patch, x : x + patch] for y in ys for x in xs]))
+    return MapPlan(img, original, views, ys, xs, patch, stride)
 
 
 def quality_map(backend, image, patch: int | None = None, stride: int | None = None, max_batch: int = 32) -> QualityMap:
@@ -159,17 +185,6 @@ def quality_map(backend, image, patch: int | None = None, stride: int | None = N
         stride: grid step in pixels (default: ``patch // 2``).
         max_batch: patches per forward pass.
     """
-    cfg = backend.cfg
-    img, original = prepare(image, cfg)
-    patch = int(patch or default_patch(cfg, *img.size))
-    stride = int(stride or max(1, patch // 2))
-    views, ys, xs = patch_views(to_chw_float(img), patch, stride)
-    step = max(1, int(max_batch))
-    z = np.concatenate(
-        [
-            np.asarray(backend.predict(views[i : i + step]), dtype=np.float64).reshape(-1)
-            for i in range(0, len(views), step)
-        ]
-    )
-    scores = np.asarray(cfg.to_output_scale(z)).reshape(len(ys), len(xs))
-    return QualityMap(scores, ys, xs, patch, stride, img.size, original, tuple(cfg.score_range), backend.name)
+    plan = plan_map(image, backend.cfg, patch, stride)
+    z = predict_views(backend, [(0, plan.views)], max(1, int(max_batch)))[0]
+    return plan.result(z, backend.cfg, backend.name)

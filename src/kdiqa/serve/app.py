@@ -34,8 +34,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from ..runtime.overlay import overlay_png
-from ..runtime.preprocess import make_views, to_chw_float
-from ..runtime.qmap import QualityMap, default_patch, patch_views, prepare
+from ..runtime.preprocess import make_views
+from ..runtime.qmap import plan_map
 from .batcher import MicroBatcher, ServiceBusy
 from .uploads import Upload, UploadError, decode_image, read_uploads
 
@@ -68,8 +68,6 @@ class ServeSettings:
     max_queue: int = 64  # images in the service at a time; 503 beyond
     max_batch: int = 16  # views per forward pass (1: no micro-batching)
     batch_wait_ms: float = 5.0  # how long a batch waits for more requests
-    map_patch: int | None = None  # quality-map defaults (None: the model's, see kdiqa.runtime.qmap)
-    map_stride: int | None = None
 
 
 def _error(status: int, message: str, request_id: str = "") -> JSONResponse:
@@ -177,14 +175,10 @@ def create_app(backend, settings: ServeSettings | None = None, description: dict
         async def work():
             uploads = await read_uploads(request, settings.max_upload_bytes, 1)
             img = await decode(uploads[0])
-            prepared, original = await asyncio.to_thread(prepare, img, cfg)
-            p = patch or settings.map_patch or default_patch(cfg, *prepared.size)
-            s = stride or settings.map_stride or max(1, p // 2)
-            views, ys, xs = await asyncio.to_thread(patch_views, to_chw_float(prepared), p, s)
-            full = await asyncio.to_thread(make_views, prepared, cfg)
-            z_map, z_img = await asyncio.gather(batcher.predict(views), batcher.predict(full))
-            grid = cfg.to_output_scale(z_map.astype("float64")).reshape(len(ys), len(xs))
-            qmap = QualityMap(grid, ys, xs, p, s, prepared.size, original, tuple(cfg.score_range), backend.name)
+            plan = await asyncio.to_thread(plan_map, img, cfg, patch, stride)
+            full = await asyncio.to_thread(make_views, plan.prepared, cfg)
+            z_map, z_img = await asyncio.gather(batcher.predict(plan.views), batcher.predict(full))
+            qmap, prepared = plan.result(z_map, cfg, backend.name), plan.prepared
             score = round(float(cfg.to_output_scale(float(z_img.mean(dtype="float64")))), 4)
             if format == "png":
                 png = await asyncio.to_thread(overlay_png, prepared, qmap)
