@@ -6,6 +6,8 @@ carved from CLIVE ``train``) is scored on CLIVE ``test``. Writes JSON and a Mark
 
     python benchmarks/tier_results.py --routes edge_mos edge_control mid_mos mid_control \\
         --out benchmarks/results/tiers.json
+    python benchmarks/tier_results.py --runs runs/tiers --routes mid_mos mid_control \\
+        --out benchmarks/results/tiers_half.json
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def main() -> int:
         cells = " | ".join(
             f"{r[k + '_mean']:.3f} ± {r[k + '_std']:.3f}" for k in ("val_srcc", "test_srcc", "test_plcc")
         )
-        lines.append(f"| {name} | {r['seeds']} | {cells} | `{r['runs'][0]['student_init'] or 'random weights'}` |")
+        inits = dict.fromkeys(f"`{row['student_init'] or 'random weights'}`" for row in r["runs"])
+        lines.append(f"| {name} | {r['seeds']} | {cells} | {', '.join(inits)} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"test_images": len(test), "routes": routes}, indent=2))

@@ -224,3 +224,22 @@ def test_truncated_lite0_starts_from_the_imagenet_prefix():
     got = cut.backbone.state_dict()
     assert len(got) < len(ref) and all(torch.equal(v, ref[k]) for k, v in got.items())
     assert [f["num_chs"] for f in cut.feature_info] == [16, 24, 40, 112]  # Lite0's published stage widths
+
+
+def test_input_pool_scores_the_average_pooled_image(tmp_path):
+    full = kdiqa.create_model("iqa_test_tiny").eval()
+    half = kdiqa.create_model("iqa_test_tiny", input_pool=2).eval()
+    half.load_state_dict(full.state_dict())
+    x = torch.rand(2, 3, 64, 98)
+    with torch.no_grad():
+        want = full(torch.nn.functional.avg_pool2d(x, 2))
+        assert torch.allclose(half(x), want, atol=1e-6)
+        _, feats = half.forward_intermediates(x)
+    # the stage maps are those of the 32 x 49 pooled image: every reduction doubles
+    want_sizes = [(-(-32 // i["reduction"]), -(-49 // i["reduction"])) for i in half.feature_info]
+    assert [tuple(f.shape[2:]) for f in feats] == want_sizes
+    save_model(half, tmp_path / "ck")
+    loaded = load_model(tmp_path / "ck")
+    assert loaded.cfg.input_pool == 2 and torch.equal(loaded(x), half(x))
+    with pytest.raises(ValueError, match="input_pool must be a positive integer"):
+        kdiqa.create_model("iqa_test_tiny", input_pool=0)

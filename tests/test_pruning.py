@@ -75,3 +75,15 @@ def test_prune_refuses_bad_requests():
         prune(kdiqa.create_model("iqa_test_tiny"), 1.0)
     with pytest.raises(ValueError, match="single-level head"):
         prune(kdiqa.create_model("iqa_test_tiny", head_levels=(1, 2)), 0.5, size=32)
+
+
+def test_prune_keeps_the_input_pool(tmp_path, capsys):
+    pytest.importorskip("torch_pruning")
+    from kdiqa.cli import main
+
+    args = ["prune", "--model", "iqa_test_tiny", "--pretrained", "none", "--ratio", "0.5", "--size", "32"]
+    assert main([*args, "--input-pool", "2", "--out", str(tmp_path / "p")]) == 0
+    assert load_model(tmp_path / "p").cfg.input_pool == 2
+    again = ["prune", "--model", str(tmp_path / "p"), "--ratio", "0.5", "--input-pool", "2", "--out", str(tmp_path)]
+    assert main(again) == 2
+    assert "applies to an architecture name" in capsys.readouterr().err

@@ -64,7 +64,12 @@ def _cmd_prune(args) -> int:
     from .models.pruning import prune
     from .models.zoo import MODELS, create_model
 
-    model = create_model(args.model, pretrained=args.pretrained) if args.model in MODELS else load(args.model)
+    if args.model in MODELS:
+        model = create_model(args.model, pretrained=args.pretrained, input_pool=args.input_pool)
+    elif args.input_pool != 1:
+        raise ValueError(f"--input-pool applies to an architecture name; {args.model} keeps its own")
+    else:
+        model = load(args.model)
     before = model.num_params()
     pruned = prune(model, args.ratio, args.size)
     save_model(pruned, args.out, {"pruned_from": args.model, "pruning_ratio": args.ratio})
@@ -293,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", default="imagenet", help="with an architecture name: none | imagenet | hub")
     p.add_argument("--ratio", type=float, required=True, help="share of each layer's channels removed, in (0, 1)")
     p.add_argument("--size", type=int, default=224, help="side of the example input traced for the dependencies")
+    p.add_argument("--input-pool", type=int, default=1, help="with an architecture name: ModelConfig.input_pool")
     p.add_argument("--out", required=True, help="checkpoint folder to write (e.g. a distillation's student_init)")
     p.set_defaults(fn=_cmd_prune)
 

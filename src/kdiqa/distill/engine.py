@@ -57,6 +57,7 @@ class DistillRunConfig:
     student_init: str | None = None  # checkpoint folder to start from (e.g. a pretext run)
     student_head_levels: list[int] = field(default_factory=list)  # stages mean+std pooled into its head
     student_freeze: list[str] = field(default_factory=list)  # parameter prefixes kept frozen (BN in eval), as in train
+    student_input_pool: int = 1  # the student sees its input average-pooled by this factor (ModelConfig.input_pool)
     teacher: str = "teacher"
     distill: DistillConfig = field(default_factory=DistillConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
@@ -112,6 +113,7 @@ def _student(cfg: DistillRunConfig, ds, device: torch.device) -> IQAModel:
             cfg.student,
             pretrained=cfg.student_pretrained,
             head_levels=tuple(cfg.student_head_levels),
+            input_pool=cfg.student_input_pool,
             score_range=ds.score_range,
             higher_better=ds.higher_better,
             eval_mode=cfg.eval.mode,

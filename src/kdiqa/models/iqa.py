@@ -44,6 +44,7 @@ class ModelConfig:
     eval_max_short: int | None = None  # downscale larger images to this shorter side before scoring
     head_levels: tuple[int, ...] = ()  # stage indices whose maps are mean+std pooled into the head
     num_stages: int | None = None  # keep only the backbone's first N feature stages (None: all)
+    input_pool: int = 1  # the backbone sees the image average-pooled by this factor (1: full resolution)
     pruned_shapes: dict = field(default_factory=dict)  # tensor name → shape, where channel pruning changed it
     backbone_kwargs: dict = field(default_factory=dict)
 
@@ -153,6 +154,8 @@ class IQAModel(nn.Module):
         mean = torch.tensor(cfg.mean, dtype=torch.float32)
         self.register_buffer("_norm_weight", (1.0 / std).view(3, 1, 1, 1), persistent=False)
         self.register_buffer("_norm_bias", -mean / std, persistent=False)
+        if cfg.input_pool < 1:
+            raise ValueError(f"input_pool must be a positive integer, got {cfg.input_pool}")
         if cfg.pruned_shapes:
             self._apply_pruned_shapes(cfg.pruned_shapes)
 
@@ -190,7 +193,10 @@ class IQAModel(nn.Module):
         return self.cfg.name
 
     def normalize_input(self, x: torch.Tensor) -> torch.Tensor:
-        """[0, 1] RGB tensors → the backbone's input normalisation."""
+        """[0, 1] RGB tensors → the backbone's input: average-pooled by ``input_pool`` (an anti-aliased
+        downscale; a trailing partial window is dropped), then normalised."""
+        if self.cfg.input_pool > 1:
+            x = F.avg_pool2d(x, self.cfg.input_pool)
         return F.conv2d(x, self._norm_weight, self._norm_bias, groups=3)
 
     def forward_intermediates(
