@@ -33,7 +33,8 @@ def run_row(folder: Path, test) -> dict:
     return {
         "run": str(folder),
         "seed": config["seed"],
-        "student_init": config["student_init"],
+        "student_init": config["student_init"]
+        or f"{config.get('student_pretrained', 'none')} weights".replace("none weights", "random weights"),
         "val_srcc": max(h["val_srcc"] for h in history),
         "test_srcc": r["srcc"],
         "test_plcc": r["plcc"],
@@ -61,7 +62,7 @@ def main() -> int:
         cells = " | ".join(
             f"{r[k + '_mean']:.3f} ± {r[k + '_std']:.3f}" for k in ("val_srcc", "test_srcc", "test_plcc")
         )
-        inits = dict.fromkeys(f"`{row['student_init'] or 'random weights'}`" for row in r["runs"])
+        inits = dict.fromkeys(f"`{row['student_init']}`" for row in r["runs"])
         lines.append(f"| {name} | {r['seeds']} | {cells} | {', '.join(inits)} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

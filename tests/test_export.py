@@ -255,6 +255,17 @@ def test_multi_level_head_exports_with_parity(tmp_path):
     assert np.abs(OnnxScorer(tmp_path / "ml", "fp32", threads=1).predict(x) - ref).max() < 1e-4
 
 
+def test_input_pool_exports_with_parity_at_odd_sizes(tmp_path):
+    torch.manual_seed(2)
+    model = kdiqa.create_model("iqa_test_tiny", input_pool=2).eval()
+    report = export_model(model, tmp_path / "half", ExportOptions(threads=1), source="tiny-half")
+    assert report["parity"]["ok"]
+    x = np.random.default_rng(2).random((2, 3, 73, 91), dtype=np.float32)  # odd sides: the last row/column drop
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.abs(OnnxScorer(tmp_path / "half", "fp32", threads=1).predict(x) - ref).max() < 1e-4
+
+
 def test_pre_processing_falls_back_when_symbolic_shapes_fail(tmp_path, monkeypatch):
     from pathlib import Path
 
