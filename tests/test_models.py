@@ -241,5 +241,6 @@ def test_input_pool_scores_the_average_pooled_image(tmp_path):
     save_model(half, tmp_path / "ck")
     loaded = load_model(tmp_path / "ck")
     assert loaded.cfg.input_pool == 2 and torch.equal(loaded(x), half(x))
-    with pytest.raises(ValueError, match="input_pool must be a positive integer"):
-        kdiqa.create_model("iqa_test_tiny", input_pool=0)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="input_pool must be a positive integer"):
+            kdiqa.create_model("iqa_test_tiny", input_pool=bad)

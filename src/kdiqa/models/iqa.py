@@ -154,7 +154,7 @@ class IQAModel(nn.Module):
         mean = torch.tensor(cfg.mean, dtype=torch.float32)
         self.register_buffer("_norm_weight", (1.0 / std).view(3, 1, 1, 1), persistent=False)
         self.register_buffer("_norm_bias", -mean / std, persistent=False)
-        if cfg.input_pool < 1:
+        if isinstance(cfg.input_pool, bool) or not isinstance(cfg.input_pool, int) or cfg.input_pool < 1:
             raise ValueError(f"input_pool must be a positive integer, got {cfg.input_pool}")
         if cfg.pruned_shapes:
             self._apply_pruned_shapes(cfg.pruned_shapes)

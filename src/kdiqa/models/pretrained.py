@@ -25,10 +25,10 @@ PRETRAINED_TAGS: dict[str, dict[str, str]] = {
     "iqa_effnet_lite0_s4": {
         "clive": "ImageNet Lite0 cut after its stride-16 stage, trained on CLIVE MOS",
         "clive_rank": "the same, fine-tuned with degradation ranking (sees noise, blur, compression)",
-        "clive_third": "edge tier: the same cut Lite0 at a third of the resolution, function matching, then CLIVE MOS",
+        "clive_third": "edge tier: the cut Lite0 at 1/3 resolution, function matching, then CLIVE MOS",
     },
     "iqa_effnet_lite0": {
-        "clive_half": "mid tier: ImageNet Lite0 at half resolution, function matching, then CLIVE MOS",
+        "clive_half": "mid tier: ImageNet Lite0 at 1/2 resolution, function matching, then CLIVE MOS",
         "clive_p70": "earlier mid tier: ImageNet Lite0 with 70% of its channels pruned, distilled",
     },
     "iqa_mobilenetv3_small_050": {
