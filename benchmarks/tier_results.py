@@ -6,8 +6,8 @@ carved from CLIVE ``train``) is scored on CLIVE ``test``. Writes JSON and a Mark
 
     python benchmarks/tier_results.py --routes edge_mos edge_control mid_mos mid_control \\
         --out benchmarks/results/tiers.json
-    python benchmarks/tier_results.py --runs runs/tiers --routes mid_mos mid_control \\
-        --out benchmarks/results/tiers_half.json
+    python benchmarks/tier_results.py --runs runs/tiers --routes mid_mos mid_control edge_mos edge_control \\
+        --out benchmarks/results/tiers_resolution.json
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ from kdiqa.paths import dataset_root
 from kdiqa.runs import read_history
 
 
+def start_weights(pretrained: str) -> str:
+    """How a run without ``student_init`` started: ``"random weights"`` or ``"<pretrained> weights"``."""
+    return "random weights" if pretrained == "none" else f"{pretrained} weights"
+
+
 def run_row(folder: Path, test) -> dict:
     history = read_history(folder)
     config = json.loads((folder / "distill_config.json").read_text())
@@ -33,8 +38,7 @@ def run_row(folder: Path, test) -> dict:
     return {
         "run": str(folder),
         "seed": config["seed"],
-        "student_init": config["student_init"]
-        or f"{config.get('student_pretrained', 'none')} weights".replace("none weights", "random weights"),
+        "student_init": config["student_init"] or start_weights(config.get("student_pretrained", "none")),
         "val_srcc": max(h["val_srcc"] for h in history),
         "test_srcc": r["srcc"],
         "test_plcc": r["plcc"],
