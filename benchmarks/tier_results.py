@@ -2,7 +2,9 @@
 MOS-only control (the same MOS stages from the student's own starting weights), over seeds.
 
 For every run folder (``<runs>/<route>_s<seed>``): its best checkpoint (chosen on validation, the 105 images
-carved from CLIVE ``train``) is scored on CLIVE ``test``. Writes JSON and a Markdown table with mean ± std.
+carved from CLIVE ``train``) is scored on CLIVE ``test``, and on the README's example photos: how far each
+clean photo scores above its distorted copy (JPEG, noise, blur; the default model must keep every margin above 1
+point). Writes JSON and a Markdown table with mean ± std.
 
     python benchmarks/tier_results.py --routes edge_mos edge_control mid_mos mid_control \\
         --out benchmarks/results/tiers.json
@@ -31,10 +33,23 @@ def start_weights(pretrained: str) -> str:
     return "random weights" if pretrained == "none" else f"{pretrained} weights"
 
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+README_PAIRS = {"jpeg": "astronaut", "noise": "chelsea", "blur": "coffee"}  # distortion → the README's photo
+
+
+def readme_margins(model) -> dict:
+    """Score of each README example minus that of its distorted copy (``<photo>_<distortion>.jpg``)."""
+    return {
+        kind: model.score(EXAMPLES / f"{photo}.jpg") - model.score(EXAMPLES / f"{photo}_{kind}.jpg")
+        for kind, photo in README_PAIRS.items()
+    }
+
+
 def run_row(folder: Path, test) -> dict:
     history = read_history(folder)
     config = json.loads((folder / "distill_config.json").read_text())
-    r = evaluate_model(load(folder / "best"), test, EvalTransform("full", max_short=500), n_boot=0, progress=False)
+    model = load(folder / "best")
+    r = evaluate_model(model, test, EvalTransform("full", max_short=500), n_boot=0, progress=False)
     return {
         "run": str(folder),
         "seed": config["seed"],
@@ -42,6 +57,7 @@ def run_row(folder: Path, test) -> dict:
         "val_srcc": max(h["val_srcc"] for h in history),
         "test_srcc": r["srcc"],
         "test_plcc": r["plcc"],
+        "readme_margins": readme_margins(model),
     }
 
 
@@ -61,13 +77,17 @@ def main() -> int:
             values = [r[k] for r in rows]
             routes[route][f"{k}_mean"] = float(np.mean(values))
             routes[route][f"{k}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    lines = ["| route | seeds | val SRCC | test SRCC | test PLCC | starts from |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| route | seeds | val SRCC | test SRCC | test PLCC | README margins (jpeg / noise / blur) | starts from |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in routes.items():
         cells = " | ".join(
             f"{r[k + '_mean']:.3f} ± {r[k + '_std']:.3f}" for k in ("val_srcc", "test_srcc", "test_plcc")
         )
         inits = dict.fromkeys(f"`{row['student_init']}`" for row in r["runs"])
-        lines.append(f"| {name} | {r['seeds']} | {cells} | {', '.join(inits)} |")
+        margins = " / ".join(f"{np.mean([row['readme_margins'][k] for row in r['runs']]):+.1f}" for k in README_PAIRS)
+        lines.append(f"| {name} | {r['seeds']} | {cells} | {margins} | {', '.join(inits)} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"test_images": len(test), "routes": routes}, indent=2))

@@ -244,3 +244,45 @@ def test_input_pool_scores_the_average_pooled_image(tmp_path):
     for bad in (0, 1.5):
         with pytest.raises(ValueError, match="input_pool must be a positive integer"):
             kdiqa.create_model("iqa_test_tiny", input_pool=bad)
+
+
+def test_detail_branch_sees_the_noise_that_pooling_averages_away():
+    from kdiqa.models.detail import DetailBranch, high_pass
+
+    g = torch.Generator().manual_seed(0)
+    clean = torch.linspace(0, 1, 96).view(1, 1, 1, 96).expand(1, 3, 96, 96).contiguous()  # a smooth ramp
+    noisy = (clean + 0.05 * torch.randn(clean.shape, generator=g)).clamp(0, 1)
+    # pooled 3 x 3 the noise nearly vanishes (sigma / 3); the high-pass residual keeps most of it
+    pooled_gap = (torch.nn.functional.avg_pool2d(noisy, 3) - torch.nn.functional.avg_pool2d(clean, 3)).std()
+    assert pooled_gap < 0.02
+    assert high_pass(clean)[..., 1:-1, 1:-1].abs().max() < 1e-5 and high_pass(noisy).std() > 0.04
+    branch = DetailBranch(8)
+    with torch.no_grad():
+        branch.conv.weight.copy_(torch.randn(branch.conv.weight.shape, generator=g))
+        assert (branch(noisy) - branch(clean)).abs().max() > 0.5  # normalised features move with the noise
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="detail must be a positive integer"):
+            DetailBranch(bad)
+
+
+def test_detail_branch_round_trips_and_grows_on_a_trained_model(tmp_path):
+    from kdiqa.models.detail import add_detail
+
+    torch.manual_seed(3)
+    model = kdiqa.create_model("iqa_test_tiny", input_pool=2, head_levels=(1, 2), detail=4).eval()
+    assert model.embed_dim == kdiqa.create_model("iqa_test_tiny", head_levels=(1, 2)).embed_dim + 8
+    x = torch.rand(2, 3, 64, 72)
+    save_model(model, tmp_path / "ck")
+    loaded = load_model(tmp_path / "ck")
+    assert loaded.cfg.detail == 4 and torch.equal(loaded(x), model(x))
+    assert loaded.embed(x).shape == (2, model.embed_dim)
+    # growing a branch on a model without one keeps its scores; the new head columns then learn
+    plain = kdiqa.create_model("iqa_test_tiny", input_pool=2).eval()
+    with torch.no_grad():
+        before = plain(x)
+    add_detail(plain, 4)
+    assert torch.allclose(plain(x), before) and plain.head.fc1.in_features == plain.embed_dim
+    plain(x).sum().backward()
+    assert plain.head.fc1.weight.grad[:, -8:].abs().sum() > 0
+    with pytest.raises(ValueError, match="already has a detail branch"):
+        add_detail(plain, 4)
