@@ -308,39 +308,3 @@ threads: 1
     capsys.readouterr()
     assert main(["distill", "--config", str(cfg), "--quiet", "--set", "method=hints", "--set", "resume=false"]) == 2
     assert "soft_labels hold scores only; hints needs the teacher's maps" in capsys.readouterr().err
-
-
-def test_student_detail_grows_a_branch_on_the_init(tmp_path, rated_folder, tiny_teacher_and_photos, capsys):
-    from safetensors.torch import load_file
-
-    from kdiqa.checkpoint import save_model
-    from kdiqa.cli import main
-
-    teacher, _ = tiny_teacher_and_photos
-    save_model(kdiqa.create_model("iqa_test_tiny", input_pool=2), tmp_path / "init")
-
-    def run(init, detail, out):
-        (tmp_path / "d.yaml").write_text(f"""
-method: none
-student_init: {init}
-student_detail: {detail}
-student_freeze: [backbone]
-teacher: {teacher}
-labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 48, batch_size: 4, workers: 0, val_fraction: 0.25}}
-stages:
-  - {{stage: task, data: labelled, epochs: 1, steps_per_epoch: 3, lr: 0.01}}
-eval: {{mode: center, crop: 48}}
-out_dir: {out}
-threads: 1
-""")
-        return main(["distill", "--config", str(tmp_path / "d.yaml"), "--quiet"])
-
-    assert run(tmp_path / "init", 4, tmp_path / "run") == 0
-    before, after = (load_file(str(d / "model.safetensors")) for d in (tmp_path / "init", tmp_path / "run" / "last"))
-    assert all(torch.equal(v, after[k]) for k, v in before.items() if k.startswith("backbone."))
-    assert after["detail.conv.weight"].shape == (4, 3, 3, 3) and after["head.fc1.weight"][:, -8:].abs().sum() > 0
-    assert kdiqa.load(tmp_path / "run" / "last").cfg.detail == 4
-    # a checkpoint with a branch of another width is an error, not a silent re-initialisation
-    capsys.readouterr()
-    assert run(tmp_path / "run" / "last", 8, tmp_path / "run2") == 2
-    assert "has a detail branch of 4 channels, the config asks for 8" in capsys.readouterr().err

@@ -293,14 +293,3 @@ def test_pre_processing_falls_back_when_symbolic_shapes_fail(tmp_path, monkeypat
 
     with pytest.raises(Exception, match="some other failure"):
         _pre_process(broken, tmp_path / "a", tmp_path / "b", scratch)
-
-
-def test_detail_branch_exports_with_parity(tmp_path):
-    torch.manual_seed(4)
-    model = kdiqa.create_model("iqa_test_tiny", input_pool=3, detail=4).eval()
-    report = export_model(model, tmp_path / "detail", ExportOptions(threads=1), source="tiny-detail")
-    assert report["parity"]["ok"]
-    x = np.random.default_rng(4).random((2, 3, 71, 90), dtype=np.float32)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(x)).numpy()
-    assert np.abs(OnnxScorer(tmp_path / "detail", "fp32", threads=1).predict(x) - ref).max() < 1e-4

@@ -75,8 +75,6 @@ def test_prune_refuses_bad_requests():
         prune(kdiqa.create_model("iqa_test_tiny"), 1.0)
     with pytest.raises(ValueError, match="single-level head"):
         prune(kdiqa.create_model("iqa_test_tiny", head_levels=(1, 2)), 0.5, size=32)
-    with pytest.raises(ValueError, match="no detail branch"):
-        prune(kdiqa.create_model("iqa_test_tiny", input_pool=2, detail=4), 0.5, size=32)
 
 
 def test_prune_keeps_the_input_pool(tmp_path, capsys):

@@ -59,7 +59,7 @@ class CacheSource:
 
 # Model-config fields added after caches and run folders were first fingerprinted. While they hold their default
 # they stay out of the hash, so adding an option to ModelConfig does not orphan every existing cache and run.
-_LATER_FIELDS = {"num_stages": None, "pruned_shapes": {}, "input_pool": 1, "detail": 0}
+_LATER_FIELDS = {"num_stages": None, "pruned_shapes": {}, "input_pool": 1}
 
 
 def teacher_fingerprint(teacher: IQAModel) -> str:

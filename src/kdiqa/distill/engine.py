@@ -27,7 +27,6 @@ from ..engine import DataSection, EvalSection, labelled_splits
 from ..evaluation import predict_paths
 from ..hub import load, resolve_folder
 from ..metrics import srcc
-from ..models.detail import add_detail
 from ..models.iqa import IQAModel
 from ..models.zoo import create_model
 from ..runs import prepare_run
@@ -59,7 +58,6 @@ class DistillRunConfig:
     student_head_levels: list[int] = field(default_factory=list)  # stages mean+std pooled into its head
     student_freeze: list[str] = field(default_factory=list)  # parameter prefixes kept frozen (BN in eval), as in train
     student_input_pool: int = 1  # the student sees its input average-pooled by this factor (ModelConfig.input_pool)
-    student_detail: int = 0  # channels of its full-resolution detail branch (ModelConfig.detail; grown on an init)
     teacher: str = "teacher"
     distill: DistillConfig = field(default_factory=DistillConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
@@ -116,18 +114,12 @@ def _student(cfg: DistillRunConfig, ds, device: torch.device) -> IQAModel:
             pretrained=cfg.student_pretrained,
             head_levels=tuple(cfg.student_head_levels),
             input_pool=cfg.student_input_pool,
-            detail=cfg.student_detail,
             score_range=ds.score_range,
             higher_better=ds.higher_better,
             eval_mode=cfg.eval.mode,
             eval_crop=cfg.eval.crop,
         )
     student = load(cfg.student_init, device=str(device))
-    if cfg.student_detail and student.cfg.detail != cfg.student_detail:
-        if student.cfg.detail:
-            raise ValueError(f"student_init {cfg.student_init} has a detail branch of {student.cfg.detail} channels, "
-                             f"the config asks for {cfg.student_detail}")  # fmt: skip
-        add_detail(student, cfg.student_detail)  # starts with zero head weights: the init's scores are kept
     # a pre-trained checkpoint (e.g. a pretext run) reports on this run's scale and views
     student.cfg.score_range, student.cfg.higher_better = tuple(ds.score_range), ds.higher_better
     student.cfg.eval_mode, student.cfg.eval_crop = cfg.eval.mode, cfg.eval.crop

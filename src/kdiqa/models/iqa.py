@@ -23,8 +23,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .detail import DetailBranch
-from .pooling import mean_std_pool
 from .shapes import apply_shapes
 
 
@@ -47,7 +45,6 @@ class ModelConfig:
     head_levels: tuple[int, ...] = ()  # stage indices whose maps are mean+std pooled into the head
     num_stages: int | None = None  # keep only the backbone's first N feature stages (None: all)
     input_pool: int = 1  # the backbone sees the image average-pooled by this factor (1: full resolution)
-    detail: int = 0  # channels of a full-resolution detail branch feeding the head (0: none; models/detail.py)
     pruned_shapes: dict = field(default_factory=dict)  # tensor name → shape, where channel pruning changed it
     backbone_kwargs: dict = field(default_factory=dict)
 
@@ -76,6 +73,20 @@ class QualityHead(nn.Module):
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.drop(self.act(self.fc1(emb)))).squeeze(-1)
+
+
+def mean_std_pool(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(B, C, H, W) → (B, 2C): per-channel spatial mean, then standard deviation.
+
+    The ``eps`` inside the square root keeps the gradient finite on constant maps.
+
+    Example:
+        >>> mean_std_pool(torch.ones(1, 2, 4, 4)).tolist()
+        [[1.0, 1.0, 0.0010000000474974513, 0.0010000000474974513]]
+    """
+    mean = x.mean((2, 3), keepdim=True)
+    std = ((x - mean).square().mean((2, 3)) + eps).sqrt()
+    return torch.cat([mean.flatten(1), std], 1)
 
 
 def stage_indices(num_stages: int, indices: int | Sequence[int] | None = None) -> list[int]:
@@ -135,9 +146,6 @@ class IQAModel(nn.Module):
         self.embed_dim = int(emb.shape[-1]) + sum(2 * self.backbone.feature_info[i]["num_chs"] for i in levels)
         # Stage statistics and the embedding live on very different scales: normalise the concatenation.
         self.head_norm = nn.LayerNorm(self.embed_dim) if levels else nn.Identity()
-        # What pooling averages away, seen at full resolution (appended after the normalised stage statistics).
-        self.detail = DetailBranch(cfg.detail) if cfg.detail else None
-        self.embed_dim += 2 * cfg.detail
         self.head = QualityHead(self.embed_dim, cfg.head_hidden, cfg.head_dropout)
         # (x - mean) / std as a per-channel 1x1 convolution: the same numbers (to float rounding), but
         # exported as one Conv that ONNX Runtime fuses into its blocked layout, where Sub + Div are two
@@ -153,8 +161,8 @@ class IQAModel(nn.Module):
 
     def _apply_pruned_shapes(self, shapes: dict) -> None:
         """Shrinks the layers to a pruned model's shapes (:mod:`kdiqa.models.shapes`); weights are loaded after."""
-        if self.head_levels or self.detail is not None:
-            raise ValueError("pruned models have a single-level head (no head_levels, no detail branch)")
+        if self.head_levels:
+            raise ValueError("pruned models have a single-level head (head_levels must be empty)")
         apply_shapes(self, shapes)
         self.embed_dim = self.head.fc1.in_features
         with torch.no_grad():  # the stage maps' widths changed too
@@ -203,27 +211,25 @@ class IQAModel(nn.Module):
         wanted = stage_indices(self.num_stages, indices)
         if not self.head_levels:
             final, feats = self.backbone.forward_intermediates(self.normalize_input(x), indices=wanted)
-            return self.head(self._head_input(final, [], x)), feats
+            return self.head(self.backbone.forward_head(final, pre_logits=True)), feats
         every = list(range(self.num_stages))
         final, feats = self.backbone.forward_intermediates(self.normalize_input(x), indices=every)
-        score = self.head(self._head_input(final, [feats[i] for i in self.head_levels], x))
+        score = self.head(self._head_input(final, [feats[i] for i in self.head_levels]))
         return score, [feats[i] for i in wanted]
 
-    def _head_input(self, final: torch.Tensor, feats: list[torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+    def _head_input(self, final: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
         emb = self.backbone.forward_head(final, pre_logits=True)
-        if self.head_levels:
-            emb = self.head_norm(torch.cat([emb] + [mean_std_pool(f) for f in feats], 1))
-        if self.detail is None:
+        if not self.head_levels:
             return emb
-        return torch.cat([emb, self.detail(image)], 1)
+        return self.head_norm(torch.cat([emb] + [mean_std_pool(f) for f in feats], 1))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The head's input (B, ``embed_dim``) for RGB images in [0, 1]."""
-        image, x = x, self.normalize_input(x)
+        x = self.normalize_input(x)
         if not self.head_levels:
-            return self._head_input(self.backbone.forward_features(x), [], image)
+            return self._head_input(self.backbone.forward_features(x), [])
         final, feats = self.backbone.forward_intermediates(x, indices=self.head_levels)
-        return self._head_input(final, feats, image)
+        return self._head_input(final, feats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised quality scores (B,) for RGB images in [0, 1] of shape (B, 3, H, W)."""

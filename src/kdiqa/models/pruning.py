@@ -38,8 +38,8 @@ def prune(model: IQAModel, ratio: float, size: int = 224) -> IQAModel:
         raise ImportError("pruning needs torch-pruning: pip install 'kdiqa[prune]'") from exc
     if not 0 < ratio < 1:
         raise ValueError(f"pruning ratio must be in (0, 1), got {ratio}")
-    if model.head_levels or model.cfg.pruned_shapes or model.cfg.detail:
-        raise ValueError("prune a model with a single-level head, no detail branch, that has not been pruned before")
+    if model.head_levels or model.cfg.pruned_shapes:
+        raise ValueError("prune a model with a single-level head that has not been pruned before")
     pruned = copy.deepcopy(model).cpu().eval()
     pruner = tp.pruner.MetaPruner(
         pruned,
