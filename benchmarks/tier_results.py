@@ -66,6 +66,7 @@ def main() -> int:
     ap.add_argument("--routes", nargs="+", required=True, help="run-name prefixes; each has <prefix>_s<seed> folders")
     ap.add_argument("--runs", default="runs/function_matching")
     ap.add_argument("--out", default="benchmarks/results/tiers.json")
+    ap.add_argument("--title", default="Tiers: function matching + MOS against the MOS-only control (CLIVE test)")
     args = ap.parse_args()
     test = get_dataset("clive", dataset_root("clive")).subset("test")
     routes = {}
@@ -91,9 +92,7 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"test_images": len(test), "routes": routes}, indent=2))
-    out.with_suffix(".md").write_text(
-        "# Tiers: function matching + MOS against the MOS-only control (CLIVE test)\n\n" + "\n".join(lines) + "\n"
-    )
+    out.with_suffix(".md").write_text(f"# {args.title}\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -99,7 +99,7 @@ def test_the_degraded_half_of_a_photo_scores_lower_on_the_map(kind):
     m = model.quality_map(_half_degraded(kind))
     dense, half = m.dense(), m.size[0] // 2
     left, right = dense[:, :half].mean(), dense[:, half:].mean()
-    assert right < left - 15, (kind, left, right)
+    assert right < left - 10, (kind, left, right)  # the default: blur 75 → 32, noise 75 → 60 (docs/serve.md)
     assert m.scores[:, 0].min() > m.scores[:, -1].max()  # every patch of the left column beats the right column
 
 
