@@ -7,6 +7,9 @@ at the same size and threads:
     python benchmarks/speed.py --threads 2 --budget 3 --peers none --sizes 500 --no-int8 \\
         --students <the other bundled names> --out benchmarks/results/speed_bundled.json
     python benchmarks/bundle_figures.py --speed benchmarks/results/speed_bundled.json
+
+A bundle that only changed another's weights (same architecture, ``input_pool`` and head, so the same graph and
+cost) can take that bundle's figures from the run: ``--same-graph NEW=TIMED``. The entry says so.
 """
 
 from __future__ import annotations
@@ -35,16 +38,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--speed", default="benchmarks/results/speed_bundled.json")
     ap.add_argument("--size", type=int, default=500)
+    ap.add_argument("--same-graph", nargs="*", default=[], metavar="NEW=TIMED", help="NEW takes TIMED's figures")
     args = ap.parse_args()
     speed = json.loads(Path(args.speed).read_text())
+    twins = dict(pair.split("=", 1) for pair in args.same_graph)
+    for name, timed in twins.items():
+        ours, theirs = (
+            json.loads((weights_folder(n) / "config.json").read_text())["kdiqa_model"] for n in (name, timed)
+        )
+        if ours != theirs:
+            raise SystemExit(f"{name} and {timed} differ in their model config: time {name} itself")
     for name in installed():
-        entry = figures(speed, name, args.size)
+        entry = figures(speed, twins.get(name, name), args.size)
         if entry is None:
             print(f"{name}: not in {args.speed}, left as it is")
             continue
         path = weights_folder(name) / "config.json"
         config = json.loads(path.read_text())
         config["speed"] = {**entry, "source": args.speed}
+        if name in twins:
+            config["speed"]["timed_as"] = f"{twins[name]} (the same architecture and graph, other weights)"
         path.write_text(json.dumps(config, indent=2) + "\n")
         print(f"{name}: {config['speed']}")
 
