@@ -99,7 +99,8 @@ def test_list_models_pretrained_shows_the_recorded_figures(capsys):
     params = f"{kdiqa.load('default').num_params() / 1e6:.2f} M"
     assert line[:7] == [name, f"{test['srcc']:.3f}", f"{test['plcc']:.3f}", params, f"{speed['macs'] / 1e9:.2f}",
                         f"{speed['onnx_fp32_images_per_s']:.0f}", f"{speed['torch_images_per_s']:.0f}"]  # fmt: skip
-    assert "(alias: default)" in line[7]
+    aliases = line[7].split("(alias: ")[1].rstrip(")").split(", ")
+    assert "default" in aliases and aliases == sorted(a for a, n in pretrained.ALIASES.items() if n == name)
 
 
 def test_bundled_default_through_the_registry():
