@@ -34,6 +34,20 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def default_int8_max_diff() -> float:
+    """The largest |int8 - torch| score (MOS points) that the default's bundled export measured on CLIVE test.
+
+    Tests hold the int8 file to its own parity report; the bound itself must stay small."""
+    import json
+
+    from kdiqa.runtime.scorer import resolve_onnx_folder
+
+    report = json.loads((resolve_onnx_folder("default") / "export.json").read_text())
+    worst = 100 * report["parity_labelled"]["int8"]["max_abs_diff_vs_torch"]
+    assert worst < 10, f"the default's int8 export differs from torch by up to {worst:.1f} MOS points"
+    return worst
+
+
 def synthetic_photo(size: tuple[int, int] = (64, 48), seed: int = 0, quality: float = 1.0) -> Image.Image:
     """A natural-ish RGB image: gradients, edges and texture; ``quality`` < 1 blurs and adds noise."""
     w, h = size
