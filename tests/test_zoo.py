@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -101,6 +102,38 @@ def test_list_models_pretrained_shows_the_recorded_figures(capsys):
                         f"{speed['onnx_fp32_images_per_s']:.0f}", f"{speed['torch_images_per_s']:.0f}"]  # fmt: skip
     aliases = line[7].split("(alias: ")[1].rstrip(")").split(", ")
     assert "default" in aliases and aliases == sorted(a for a, n in pretrained.ALIASES.items() if n == name)
+
+
+def _card_speed(name: str) -> dict:
+    """The speed paragraph of bundle ``name``'s model card: its ONNX and torch images/s and × teacher."""
+    card = (pretrained.weights_folder(name) / "README.md").read_text()
+    para = card.split("\n- Speed ", 1)[1].split("\n- ", 1)[0].replace("\n", " ")
+    out = {"source": re.search(r"\(`([^`]+)`", para).group(1)}
+    for key, pattern in {"onnx": r"([\d.]+) (?:images/s )?in ONNX", "torch": r"([\d.]+) (?:images/s )?in torch",
+                         "ratio": r"([\d.]+)× the teacher in the same run"}.items():  # fmt: skip
+        found = re.search(pattern, para)
+        out[key] = float(found.group(1)) if found else None
+    return out
+
+
+def test_model_cards_quote_the_recorded_speed():
+    """Each card's speed line gives the figures that ``list-models`` prints, from the run it cites."""
+    teacher = json.loads((pretrained.weights_folder("teacher") / "config.json").read_text())["speed"]
+    checked = 0
+    for name in hub.list_pretrained():
+        speed = json.loads((pretrained.weights_folder(name) / "config.json").read_text()).get("speed")
+        if not speed or not (pretrained.weights_folder(name) / "README.md").is_file():
+            continue
+        card = _card_speed(name)
+        assert card["source"] == speed["source"], name
+        assert card["onnx"] == pytest.approx(speed["onnx_fp32_images_per_s"], abs=0.5), name
+        assert card["torch"] == pytest.approx(speed["torch_images_per_s"], abs=0.5), name
+        if card["ratio"] is not None:
+            ratio = speed["onnx_fp32_images_per_s"] / teacher["onnx_fp32_images_per_s"]
+            assert card["ratio"] == pytest.approx(ratio, abs=0.051), name
+        checked += 1
+    if checked == 0:
+        pytest.skip("no bundled weights with recorded speed are installed")
 
 
 def test_bundled_default_through_the_registry():

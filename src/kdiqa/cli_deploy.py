@@ -143,7 +143,7 @@ def add_deploy_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=8, help="batch for the throughput figure")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--iters", type=int, default=30, help="timed calls per cell at most")
+    p.add_argument("--iters", type=int, default=1000, help="timed calls per cell at most")
     p.add_argument("--budget", type=float, default=10.0, help="seconds of timing per cell (slow models: fewer calls)")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 models")
     p.add_argument("--calibration", default="configs/pool/default.yaml", help="int8 calibration folder or pool YAML")
