@@ -71,7 +71,7 @@ def main() -> int:
     test = get_dataset("clive", dataset_root("clive")).subset("test")
     routes = {}
     for route in args.routes:
-        folders = sorted(p for p in Path(args.runs).glob(f"{route}_s*") if (p / "best").is_dir())
+        folders = sorted(p for p in Path(args.runs).glob(f"{route}_s[0-9]*") if (p / "best").is_dir())
         rows = [run_row(f, test) for f in folders]
         routes[route] = {"runs": rows, "seeds": len(rows)}
         for k in ("val_srcc", "test_srcc", "test_plcc"):
