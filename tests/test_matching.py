@@ -155,3 +155,68 @@ def test_match_cache_fills_by_shard_and_serves_the_run_without_the_teacher(
     capsys.readouterr()
     hints = ["distill", "--config", str(cfg), "--quiet", "--set", "method=hints", "--set", "resume=false"]
     assert main(hints) == 2 and "matching.cache holds scores only" in capsys.readouterr().err
+
+
+def test_joint_views_stage_pairs_each_view_batch_with_labelled_mos(
+    tmp_path, rated_folder, tiny_teacher_and_photos, monkeypatch
+):
+    from kdiqa.cli import main
+    from kdiqa.distill.response import ResponseDistill
+
+    teacher, photo_dir = tiny_teacher_and_photos
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(f"""
+method: response
+student: iqa_test_tiny
+teacher: {teacher}
+distill: {{alpha: 0.25}}
+pool: {{sources: [{{path: {photo_dir}}}]}}
+matching: {{crop: 32}}
+labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 40, batch_size: 4, workers: 0, val_fraction: 0.25}}
+stages: [{{stage: joint, data: views, epochs: 2, views: 24}}]
+eval: {{mode: center, crop: 32}}
+out_dir: {tmp_path / "run"}
+threads: 1
+""")
+    calls, original = [], ResponseDistill.stage_losses
+
+    def spy(self, batch, stage, step):
+        pred, losses = original(self, batch, stage, step)
+        calls.append((stage, batch["image"].shape[-1], torch.isnan(batch["score"]).all().item(), losses))
+        return pred, losses
+
+    totals, forward = [], ResponseDistill.forward_train
+
+    def total(*args):
+        out = forward(*args)
+        totals.append(out[1])
+        return out
+
+    monkeypatch.setattr(ResponseDistill, "stage_losses", spy)
+    monkeypatch.setattr(ResponseDistill, "forward_train", total)
+    assert main(["distill", "--config", str(cfg), "--quiet"]) == 0
+    history = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [h["train_views"] for h in history] == [12, 12]  # 3 steps of 4 views per epoch
+    # every step: the views (32 px, no MOS) as the soft stage, the labelled crops (40 px, MOS) as the task stage
+    assert [(s, size, unrated) for s, size, unrated, _ in calls] == [("soft", 32, True), ("task", 40, False)] * 6
+    for (_, _, _, soft), (_, _, _, task), total in zip(calls[::2], calls[1::2], totals, strict=True):
+        assert set(total) == {"soft", "soft_rank", "task", "task_rank", "loss"}
+        assert torch.allclose(total["soft"], 0.75 * soft["soft"]) and torch.allclose(total["task"], 0.25 * task["task"])
+        assert torch.allclose(total["loss"], sum(v for k, v in total.items() if k != "loss"))
+
+
+def test_paired_batches_cycle_the_labelled_set_beside_the_views():
+    from torch.utils.data import BatchSampler
+
+    from kdiqa.distill.data import PairedBatches
+
+    views = BatchSampler(range(100, 128), 4, drop_last=True)  # 7 batches of views
+    paired = list(PairedBatches(views, list(range(10)), 4, torch.Generator().manual_seed(0)))
+    assert len(paired) == 7 and [[v for v, _ in b] for b in paired] == [list(b) for b in views]
+    labelled = [[m for _, m in b] for b in paired]
+    # 10 labelled items make 2 full batches per pass: each pass uses 8 distinct items, then reshuffles
+    for one_pass in (labelled[0:2], labelled[2:4], labelled[4:6]):
+        assert len({m for b in one_pass for m in b}) == 8
+    assert labelled[0:2] != labelled[2:4]
+    with pytest.raises(ValueError, match="3 labelled items make no batch of 4"):
+        PairedBatches(views, [0, 1, 2], 4, torch.Generator())

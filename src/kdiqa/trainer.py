@@ -191,7 +191,7 @@ def _extra_tensors(run: Run) -> dict[str, torch.Tensor]:
     return {k: v for k, v in run.module.state_dict().items() if _under(k, run.extra_state)}
 
 
-IMAGE_KEYS = frozenset({"image", "degraded"})  # a batch's input images (NHWC under channels_last)
+IMAGE_KEYS = frozenset({"image", "degraded", "mos_image", "mos_degraded"})  # input images (NHWC under channels_last)
 
 
 def _step_losses(run: Run, step_fn: nn.Module, batch: dict, kind: str, step: int, scaler) -> dict[str, float]:

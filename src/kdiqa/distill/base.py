@@ -18,6 +18,8 @@ from ..models.iqa import IQAModel
 from .losses import fidelity_loss
 from .registry import DISTILLERS
 
+MOS_PREFIX = "mos_"  # keys of the labelled half of a joint batch of views ("mos_image", "mos_score", …)
+
 
 @dataclass
 class DistillConfig:
@@ -129,17 +131,36 @@ class Distiller(nn.Module):
         raise NotImplementedError
 
     def forward_train(self, batch: dict, stage: str = "joint", step: int = 0) -> tuple[torch.Tensor, dict]:
-        """Student scores and the named losses; ``losses["loss"]`` is their sum."""
+        """Student scores and the named losses; ``losses["loss"]`` is their sum.
+
+        A joint batch of function-matching views carries a labelled half under ``mos_`` keys
+        (:class:`~kdiqa.distill.data.ViewsWithMOS`): the views give the soft losses, weighted 1 − α, the
+        labelled crops the task losses, weighted α (and the degradation ranking, if any).
+        """
         if stage not in ("task", "soft", "joint"):
             raise ValueError(f"stage must be task, soft or joint, got {stage!r}")
-        pred, losses = self.stage_losses(batch, stage, step)
-        if self.cfg.degrade_weight and "degraded" in batch:
-            worse = self.student(batch["degraded"])
-            losses["degrade"] = self.cfg.degrade_weight * margin_loss(pred, worse, self.cfg.degrade_margin)
+        labelled = {k[len(MOS_PREFIX) :]: v for k, v in batch.items() if k.startswith(MOS_PREFIX)}
+        if labelled and stage == "joint":
+            views = {k: v for k, v in batch.items() if not k.startswith(MOS_PREFIX)}
+            pred, soft = self.stage_losses(views, "soft", step)
+            lab_pred, task = self.stage_losses(labelled, "task", step)
+            a = self.cfg.alpha
+            losses = {k: (1 - a) * v for k, v in soft.items()} | {k: a * v for k, v in task.items()}
+            losses |= self._degrade(lab_pred, labelled)
+        else:
+            pred, losses = self.stage_losses(batch, stage, step)
+            losses |= self._degrade(pred, batch)
         if not losses:
             raise ValueError(f"stage {stage!r} produced no loss for this batch (no MOS and no teacher?)")
         losses["loss"] = sum(losses.values())
         return pred, losses
+
+    def _degrade(self, pred: torch.Tensor, batch: dict) -> dict:
+        """The degradation ranking loss of a batch that carries ``degraded`` copies of its crops."""
+        if not self.cfg.degrade_weight or "degraded" not in batch:
+            return {}
+        worse = self.student(batch["degraded"])
+        return {"degrade": self.cfg.degrade_weight * margin_loss(pred, worse, self.cfg.degrade_margin)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.student(x)

@@ -21,6 +21,7 @@ from ..checkpoint import WEIGHTS_NAME, file_sha256
 from ..data.io import load_image
 from ..data.pools import PoolItem, build_items, source_images
 from ..softlabels import SoftLabelDataset, read_meta_file
+from .base import MOS_PREFIX
 from .cache import CachedCrops, CacheSource, build_cache
 
 
@@ -138,3 +139,42 @@ def matching_images(cfg, val_ds) -> list[str]:
     if not images:
         raise ValueError("data 'views' needs pool sources with images (pool.sources)")
     return images
+
+
+class ViewsWithMOS(Dataset):
+    """A joint stage on function-matching views: item ``(i, j)`` is view ``i`` (teacher target) together with
+    labelled crop ``j`` (MOS), whose keys carry :data:`MOS_PREFIX`. Views and crops may differ in size; the
+    Distiller takes the two halves apart (:meth:`~kdiqa.distill.base.Distiller.forward_train`)."""
+
+    def __init__(self, views: Dataset, labelled: Dataset) -> None:
+        self.views, self.labelled = views, labelled
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __getitem__(self, index: tuple[int, int]) -> dict:
+        i, j = index
+        return {**self.views[i], **{MOS_PREFIX + k: v for k, v in self.labelled[j].items()}}
+
+
+class PairedBatches(Sampler):
+    """Batches of ``(view, labelled)`` index pairs: the views' batches in order, each paired with a batch of
+    the labelled crops (:class:`GroupedBatches`, reshuffled on every pass, as many passes as it takes)."""
+
+    def __init__(self, views: Sampler, labelled: Dataset, batch_size: int, generator: torch.Generator) -> None:
+        self.views, self.batch_size = views, batch_size
+        self.labelled = GroupedBatches(labelled, batch_size, generator)
+        if len(self.labelled) == 0:
+            raise ValueError(f"{len(labelled)} labelled items make no batch of {batch_size}")
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __iter__(self):
+        mos = iter(())
+        for batch in self.views:
+            lab = next(mos, None)
+            if lab is None:
+                mos = iter(self.labelled)
+                lab = next(mos)
+            yield list(zip(batch, lab, strict=True))

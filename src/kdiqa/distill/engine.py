@@ -34,7 +34,16 @@ from ..runtime.preprocess import PreprocessConfig
 from ..trainer import Run, Stage, freeze_prefixes, passes_for, steps_for, train
 from .base import DistillConfig, Distiller, build_distiller
 from .cache import CacheSection
-from .data import GroupedBatches, PoolCrops, cached_data, matching_images, pool_items, soft_label_pool
+from .data import (
+    GroupedBatches,
+    PairedBatches,
+    PoolCrops,
+    ViewsWithMOS,
+    cached_data,
+    matching_images,
+    pool_items,
+    soft_label_pool,
+)
 from .match_cache import MatchCache, stream_fingerprint
 from .matching import MatchingViews, MatchSection
 
@@ -132,7 +141,7 @@ def _stages(cfg: DistillRunConfig, data: dict, distiller: Distiller) -> list[Sta
     pin = distiller.student_device().type == "cuda"
     for si, st in enumerate(cfg.stages):
         if st.data == "views" and cfg.method != "none":
-            stages.append(_views_stage(cfg, si, data["views"], distiller))
+            stages.append(_views_stage(cfg, si, data["views"], distiller, data["labelled"]))
             continue
         if cfg.method == "none":  # the control learns from MOS only: labelled data in every stage
             source = "labelled"
@@ -163,8 +172,8 @@ def _stages(cfg: DistillRunConfig, data: dict, distiller: Distiller) -> list[Sta
 def stage_views(cfg: DistillRunConfig, si: int, images: list[str]) -> tuple[MatchingViews, int]:
     """Stage ``si``'s view stream (its seed: ``matching.seed``, else the run's) and its steps per epoch."""
     st, bs = cfg.stages[si], cfg.labelled.batch_size
-    if st.stage != "soft":
-        raise ValueError(f"stage {si}: data 'views' has no MOS, so its stage must be 'soft', got {st.stage!r}")
+    if st.stage not in ("soft", "joint"):
+        raise ValueError(f"stage {si}: data 'views' is a soft or joint stage (views + labelled MOS), got {st.stage!r}")
     if not st.views and not st.steps_per_epoch:
         raise ValueError(f"stage {si}: data 'views' needs `views` (the stage's length) or `steps_per_epoch`")
     steps = st.steps_per_epoch or math.ceil(st.views / (st.epochs * bs))
@@ -172,9 +181,10 @@ def stage_views(cfg: DistillRunConfig, si: int, images: list[str]) -> tuple[Matc
     return MatchingViews(images, cfg.matching, seed, si, length=st.epochs * steps * bs), steps
 
 
-def _views_stage(cfg: DistillRunConfig, si: int, images: list[str], distiller) -> Stage:
+def _views_stage(cfg: DistillRunConfig, si: int, images: list[str], distiller, labelled) -> Stage:
     """A function-matching stage: ``views`` fresh views, ``epochs`` checkpoints; view ``i`` of epoch ``e`` is
-    view ``e × steps × batch + i`` of the stage's stream, so a resumed epoch sees the same views."""
+    view ``e × steps × batch + i`` of the stage's stream, so a resumed epoch sees the same views. A ``joint``
+    stage pairs each batch of views with a batch of labelled crops: (1 − α)·L(teacher) + α·L(MOS)."""
     st, bs = cfg.stages[si], cfg.labelled.batch_size
     pin = distiller.student_device().type == "cuda"
     views, steps = stage_views(cfg, si, images)
@@ -187,8 +197,14 @@ def _views_stage(cfg: DistillRunConfig, si: int, images: list[str], distiller) -
 
     def batches(epoch: int) -> DataLoader:
         order = BatchSampler(range(epoch * steps * bs, (epoch + 1) * steps * bs), bs, drop_last=True)
+        source = views
+        if st.stage == "joint":
+            source = ViewsWithMOS(views, labelled)
+            order = PairedBatches(
+                order, labelled, bs, torch.Generator().manual_seed(cfg.seed * 1000 + si * 100 + epoch)
+            )
         return DataLoader(
-            views, batch_sampler=distributed.shard(order), num_workers=cfg.labelled.workers, pin_memory=pin
+            source, batch_sampler=distributed.shard(order), num_workers=cfg.labelled.workers, pin_memory=pin
         )
 
     def groups(lr: float = st.lr) -> list[dict]:
