@@ -141,8 +141,17 @@ def test_match_cache_fills_by_shard_and_serves_the_run_without_the_teacher(
         online = t(torch.stack([views[i]["image"] for i in range(16)]))
     assert torch.allclose(stored, online, atol=1e-5)
     assert fill(t, views, tmp_path / "views.sqlite", 16, workers=0, progress=False)["scored_now"] == 0  # resumes
-    with pytest.raises(ValueError, match="another view stream"):
-        fill(t, MatchingViews(views.images, views.cfg, seed=8, stage=0), tmp_path / "views.sqlite", 4, workers=0)
+    other = MatchingViews(views.images, views.cfg, seed=7, stage=1)  # a second views stage: its own stream
+    assert fill(t, other, tmp_path / "views.sqlite", 4, workers=0, progress=False)["scored_now"] == 4
+    cache = MatchCache(tmp_path / "views.sqlite", stream_fingerprint(t, other))
+    with torch.no_grad():
+        assert torch.allclose(cache.scores(4), t(torch.stack([other[i]["image"] for i in range(4)])), atol=1e-5)
+    with pytest.raises(ValueError, match=r"4 of the stage's 8 views .* have no teacher score yet"):
+        cache.scores(8)
+    cache.close()
+    cache = MatchCache(tmp_path / "views.sqlite", stream_fingerprint(t, views))
+    assert torch.equal(cache.scores(16), stored)  # the first stream is untouched
+    cache.close()
 
     seen, original = [], ResponseDistill.teacher_targets
     monkeypatch.setattr(
@@ -220,3 +229,27 @@ def test_paired_batches_cycle_the_labelled_set_beside_the_views():
     assert labelled[0:2] != labelled[2:4]
     with pytest.raises(ValueError, match="3 labelled items make no batch of 4"):
         PairedBatches(views, [0, 1, 2], 4, torch.Generator())
+
+
+def test_match_cache_upgrades_a_one_stream_file(tmp_path):
+    import sqlite3
+
+    from kdiqa.distill.match_cache import MatchCache
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE scores (idx INTEGER PRIMARY KEY, score REAL NOT NULL);
+        INSERT INTO meta VALUES ('stream', 'abc');
+        INSERT INTO scores VALUES (0, 0.25), (1, 0.5), (2, 0.75);
+    """)
+    conn.commit()
+    conn.close()
+    cache = MatchCache(path, "abc")
+    assert cache.scores(3).tolist() == [0.25, 0.5, 0.75]
+    cache.close()
+    with pytest.raises(ValueError, match="3 of the stage's 3 views \\(stream other\\)"):
+        MatchCache(path, "other").scores(3)
+    tables = {n for (n,) in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"view_scores"}

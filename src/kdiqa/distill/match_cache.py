@@ -8,8 +8,9 @@ without the teacher. Scores only: the feature methods need the teacher's maps an
 
 The store is SQLite (one row per view, committed a batch per transaction): a job killed at any moment,
 even ``kill -9``, resumes with exactly the rows of an uninterrupted one, and ``shard=(i, n)`` fills the
-indices ``≡ i (mod n)`` so several processes can share the work. Its ``meta`` table holds the stream's
-fingerprint (teacher weights, source images, view settings, seed, stage); a cache never serves another stream.
+indices ``≡ i (mod n)`` so several processes can share the work. Rows are keyed by the stream's
+fingerprint (teacher weights, source images, view settings, seed, stage) and the view's index, so one file
+holds the streams of every views stage of a run, and a run never reads another stream's scores.
 """
 
 from __future__ import annotations
@@ -30,9 +31,21 @@ from .cache import teacher_fingerprint
 from .matching import MatchingViews
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS scores (idx INTEGER PRIMARY KEY, score REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS view_scores (
+    stream TEXT NOT NULL, idx INTEGER NOT NULL, score REAL NOT NULL, PRIMARY KEY (stream, idx)
+) WITHOUT ROWID;
 """
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Moves a one-stream file (tables ``meta`` with its fingerprint and ``scores``) into ``view_scores``."""
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not {"meta", "scores"} <= tables:
+        return
+    (stream,) = conn.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
+    conn.execute("INSERT OR IGNORE INTO view_scores SELECT ?, idx, score FROM scores", (stream,))
+    conn.execute("DROP TABLE scores")
+    conn.execute("DROP TABLE meta")
 
 
 def stream_fingerprint(teacher: IQAModel, views: MatchingViews) -> str:
@@ -48,37 +61,37 @@ def stream_fingerprint(teacher: IQAModel, views: MatchingViews) -> str:
 
 
 class MatchCache:
-    """Read and write access to a stream's scores in ``path`` (created if missing)."""
+    """Read and write access to one stream's scores in ``path`` (created if missing; other streams in the file
+    are left alone)."""
 
     def __init__(self, path: str | Path, fingerprint: str) -> None:
-        self.path = Path(path)
+        self.path, self.stream = Path(path), fingerprint
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.path))
-        self.conn.executescript(SCHEMA)
-        have = dict(self.conn.execute("SELECT key, value FROM meta").fetchall()).get("stream")
-        if have is not None and have != fingerprint:
-            self.conn.close()
-            raise ValueError(f"{path} holds the teacher's scores of another view stream ({have}, not {fingerprint})")
-        with self.conn:
-            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('stream', ?)", (fingerprint,))
+        self.conn = sqlite3.connect(str(self.path), timeout=60)
+        with self.conn:  # processes opening the file together: one creates or upgrades it, the others wait
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute(SCHEMA)
+            _upgrade(self.conn)
 
     def done(self) -> set[int]:
-        return {i for (i,) in self.conn.execute("SELECT idx FROM scores")}
+        return {i for (i,) in self.conn.execute("SELECT idx FROM view_scores WHERE stream = ?", (self.stream,))}
 
     def scores(self, n: int) -> torch.Tensor:
         """The scores of views ``0 .. n - 1``; a missing one is an error that says how to fill it."""
         out = torch.full((n,), float("nan"))
-        for i, s in self.conn.execute("SELECT idx, score FROM scores WHERE idx < ?", (n,)):
+        rows = self.conn.execute("SELECT idx, score FROM view_scores WHERE stream = ? AND idx < ?", (self.stream, n))
+        for i, s in rows:
             out[i] = s
         missing = int(torch.isnan(out).sum())
         if missing:
-            raise ValueError(f"{self.path}: {missing} of the stage's {n} views have no teacher score yet; "
-                             "fill it with `kdiqa match-cache`")  # fmt: skip
+            raise ValueError(f"{self.path}: {missing} of the stage's {n} views (stream {self.stream}) have no "
+                             "teacher score yet; fill it with `kdiqa match-cache`")  # fmt: skip
         return out
 
     def put(self, indices: list[int], scores: list[float]) -> None:
         with self.conn:  # one transaction: a kill leaves whole batches or nothing
-            self.conn.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?)", zip(indices, scores, strict=True))
+            rows = [(self.stream, i, s) for i, s in zip(indices, scores, strict=True)]
+            self.conn.executemany("INSERT OR REPLACE INTO view_scores VALUES (?, ?, ?)", rows)
 
     def close(self) -> None:
         self.conn.close()
