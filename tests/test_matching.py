@@ -54,21 +54,11 @@ def test_views_stage_trains_on_exactly_the_views_the_teacher_scores(
     from kdiqa.distill.response import ResponseDistill
 
     teacher, photo_dir = tiny_teacher_and_photos
-    cfg = tmp_path / "d.yaml"
-    cfg.write_text(f"""
-method: response
-student: iqa_test_tiny
-teacher: {teacher}
-pool: {{sources: [{{path: {photo_dir}}}, {{path: {rated_folder / "labels.csv"}, split: train}}]}}
-matching: {{crop: 32}}
-labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 32, batch_size: 4, workers: 0, val_fraction: 0.25}}
-stages:
-  - {{stage: soft, data: views, epochs: 2, views: 16}}
-  - {{stage: task, data: labelled, epochs: 1, steps_per_epoch: 1}}
-eval: {{mode: center, crop: 32}}
-out_dir: {tmp_path / "run"}
-threads: 1
-""")
+    pool = f"[{{path: {photo_dir}}}, {{path: {rated_folder / 'labels.csv'}, split: train}}]"
+    stages = """
+  - {stage: soft, data: views, epochs: 2, views: 16}
+  - {stage: task, data: labelled, epochs: 1, steps_per_epoch: 1}"""
+    cfg = _views_config(tmp_path, rated_folder, teacher, pool, "{crop: 32}", stages)
     seen, original = [], ResponseDistill.teacher_targets
 
     def spy(self, batch, maps=True):
@@ -97,21 +87,29 @@ threads: 1
     assert torch.equal(seen[3], torch.stack([views[i]["image"] for i in range(12, 16)]))  # epoch 1, second batch
 
 
-def _views_config(tmp_path, rated_folder, teacher, photo_dir) -> Path:
+def _views_config(tmp_path, rated_folder, teacher, pool: str, matching: str, stages: str, extra: str = "",
+                  crop: int = 32) -> Path:  # fmt: skip
+    """A tiny distillation config on views: pool sources, matching section and stages as YAML text."""
     cfg = tmp_path / "d.yaml"
     cfg.write_text(f"""
 method: response
 student: iqa_test_tiny
 teacher: {teacher}
-pool: {{sources: [{{path: {photo_dir}}}]}}
-matching: {{crop: 32, seed: 7, cache: {tmp_path / "views.sqlite"}}}
-labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 32, batch_size: 4, workers: 0, val_fraction: 0.25}}
-stages: [{{stage: soft, data: views, epochs: 2, views: 16}}]
+pool: {{sources: {pool}}}
+matching: {matching}
+labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: {crop}, batch_size: 4, workers: 0, val_fraction: 0.25}}
+stages: {stages}
 eval: {{mode: center, crop: 32}}
 out_dir: {tmp_path / "run"}
 threads: 1
-""")
+{extra}""")
     return cfg
+
+
+def _cached_views_config(tmp_path, rated_folder, teacher, photo_dir) -> Path:
+    matching = f"{{crop: 32, seed: 7, cache: {tmp_path / 'views.sqlite'}}}"
+    stages = "[{stage: soft, data: views, epochs: 2, views: 16}]"
+    return _views_config(tmp_path, rated_folder, teacher, f"[{{path: {photo_dir}}}]", matching, stages)
 
 
 def test_match_cache_fills_by_shard_and_serves_the_run_without_the_teacher(
@@ -123,7 +121,7 @@ def test_match_cache_fills_by_shard_and_serves_the_run_without_the_teacher(
     from kdiqa.distill.response import ResponseDistill
 
     teacher, photo_dir = tiny_teacher_and_photos
-    cfg = _views_config(tmp_path, rated_folder, teacher, photo_dir)
+    cfg = _cached_views_config(tmp_path, rated_folder, teacher, photo_dir)
     assert main(["distill", "--config", str(cfg), "--quiet"]) == 2  # nothing stored yet
     assert "have no teacher score yet; fill it with `kdiqa match-cache`" in capsys.readouterr().err
     assert main(["match-cache", "--config", str(cfg), "--first", "4", "--workers", "0", "--quiet"]) == 0
@@ -173,20 +171,9 @@ def test_joint_views_stage_pairs_each_view_batch_with_labelled_mos(
     from kdiqa.distill.response import ResponseDistill
 
     teacher, photo_dir = tiny_teacher_and_photos
-    cfg = tmp_path / "d.yaml"
-    cfg.write_text(f"""
-method: response
-student: iqa_test_tiny
-teacher: {teacher}
-distill: {{alpha: 0.25}}
-pool: {{sources: [{{path: {photo_dir}}}]}}
-matching: {{crop: 32}}
-labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 40, batch_size: 4, workers: 0, val_fraction: 0.25}}
-stages: [{{stage: joint, data: views, epochs: 2, views: 24}}]
-eval: {{mode: center, crop: 32}}
-out_dir: {tmp_path / "run"}
-threads: 1
-""")
+    stages = "[{stage: joint, data: views, epochs: 2, views: 24}]"
+    pool = f"[{{path: {photo_dir}}}]"
+    cfg = _views_config(tmp_path, rated_folder, teacher, pool, "{crop: 32}", stages, "distill: {alpha: 0.25}", crop=40)
     calls, original = [], ResponseDistill.stage_losses
 
     def spy(self, batch, stage, step):
