@@ -106,12 +106,6 @@ threads: 1
     return cfg
 
 
-def _cached_views_config(tmp_path, rated_folder, teacher, photo_dir) -> Path:
-    matching = f"{{crop: 32, seed: 7, cache: {tmp_path / 'views.sqlite'}}}"
-    stages = "[{stage: soft, data: views, epochs: 2, views: 16}]"
-    return _views_config(tmp_path, rated_folder, teacher, f"[{{path: {photo_dir}}}]", matching, stages)
-
-
 def test_match_cache_fills_by_shard_and_serves_the_run_without_the_teacher(
     tmp_path, rated_folder, tiny_teacher_and_photos, monkeypatch, capsys
 ):
@@ -121,7 +115,9 @@ def test_match_cache_fills_by_shard_and_serves_the_run_without_the_teacher(
     from kdiqa.distill.response import ResponseDistill
 
     teacher, photo_dir = tiny_teacher_and_photos
-    cfg = _cached_views_config(tmp_path, rated_folder, teacher, photo_dir)
+    matching = f"{{crop: 32, seed: 7, cache: {tmp_path / 'views.sqlite'}}}"
+    stages = "[{stage: soft, data: views, epochs: 2, views: 16}]"
+    cfg = _views_config(tmp_path, rated_folder, teacher, f"[{{path: {photo_dir}}}]", matching, stages)
     assert main(["distill", "--config", str(cfg), "--quiet"]) == 2  # nothing stored yet
     assert "have no teacher score yet; fill it with `kdiqa match-cache`" in capsys.readouterr().err
     assert main(["match-cache", "--config", str(cfg), "--first", "4", "--workers", "0", "--quiet"]) == 0
