@@ -18,14 +18,18 @@ import argparse
 import json
 from pathlib import Path
 
-from kdiqa.models.pretrained import installed, resolve_name, weights_folder
+from kdiqa.models.pretrained import installed, weights_folder
 
 BACKENDS = {"onnx_fp32": "onnx_fp32_images_per_s", "torch": "torch_images_per_s"}
 
 
 def figures(speed: dict, name: str, size: int) -> dict | None:
-    """The ``speed`` entry of bundled ``name``: its rows of the benchmark at ``size`` (None if untimed)."""
-    rows = [r for r in speed["rows"] if resolve_name(r.get("weights", "")) == name and r["size"] == size]
+    """The ``speed`` entry of bundled ``name``: its rows of the benchmark at ``size`` (None if untimed).
+
+    Rows are matched on the exact ``arch.tag`` they timed; a row recorded under an alias (``default``) is not
+    used, since the alias may name another bundle today than when the benchmark ran.
+    """
+    rows = [r for r in speed["rows"] if r.get("weights") == name and r["size"] == size]
     rows = [r for r in rows if r["backend"] in BACKENDS]
     if not rows:
         return None

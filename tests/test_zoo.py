@@ -35,11 +35,13 @@ def test_every_tag_belongs_to_a_registered_architecture():
     assert all(split.count(".") == 1 for split in list_models(pretrained=True))
     assert list_models("iqa_effnet_lite0*", pretrained=True) == [
         "iqa_effnet_lite0.clive_half",
+        "iqa_effnet_lite0.clive_half_native",
         "iqa_effnet_lite0.clive_half_rank",
         "iqa_effnet_lite0.clive_p70",
         "iqa_effnet_lite0_s4.clive",
         "iqa_effnet_lite0_s4.clive_rank",
         "iqa_effnet_lite0_s4.clive_third",
+        "iqa_effnet_lite0_s4.clive_third_native",
         "iqa_effnet_lite0_s4.clive_third_rank",
     ]
     assert "iqa_test_tiny" in list_models() and not any("." in n for n in list_models())

@@ -117,13 +117,15 @@ def _kdiqa_models(opts: SpeedOptions) -> list[tuple[str, str, str, object]]:
     """(label, role, weights, model): the teacher, the default student, then the other students (a
     random-weight student of the default student's architecture is left out)."""
     from ..hub import load
+    from ..models.pretrained import resolve_name
     from ..models.zoo import MODELS
 
     def build(name: str):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*architecture name.*")  # random weights: timing only
             model = load(name).float().eval()
-        return model, "random (timing only)" if name in MODELS else name
+        # an alias is recorded as the bundle it stood for: "default" names another model once the alias moves
+        return model, "random (timing only)" if name in MODELS else resolve_name(name)
 
     out = []
     for name, role in ((opts.teacher, "teacher"), (opts.student, "student (default)")):

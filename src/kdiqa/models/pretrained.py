@@ -6,7 +6,7 @@ table, so a tag exists in exactly one place.
 
 Example:
     >>> resolve_name("default")
-    'iqa_effnet_lite0.clive_half_rank'
+    'iqa_effnet_lite0_s4.clive_third_native'
     >>> split_name("iqa_effnet_lite2.clive")
     ('iqa_effnet_lite2', 'clive')
 """
@@ -26,11 +26,15 @@ PRETRAINED_TAGS: dict[str, dict[str, str]] = {
         "clive": "ImageNet Lite0 cut after its stride-16 stage, trained on CLIVE MOS",
         "clive_rank": "earlier default: the same, fine-tuned with degradation ranking (sees noise, blur, compression)",
         "clive_third": "edge tier: the cut Lite0 at 1/3 resolution, function matching, then CLIVE MOS",
-        "clive_third_rank": "edge tier: clive_third fine-tuned, backbone frozen, with degradation ranking (sees noise)",
+        "clive_third_rank": "earlier edge tier: clive_third fine-tuned, backbone frozen, with degradation ranking",
+        "clive_third_native": "edge tier: the cut Lite0 at 1/3 resolution, function matching on 48k views at the "
+        "photos' own scale, then CLIVE MOS with degradation ranking, backbone frozen",
     },
     "iqa_effnet_lite0": {
         "clive_half": "mid tier: ImageNet Lite0 at 1/2 resolution, function matching, then CLIVE MOS",
-        "clive_half_rank": "mid tier: clive_half fine-tuned, backbone frozen, with degradation ranking (sees noise)",
+        "clive_half_rank": "earlier mid tier: clive_half fine-tuned, backbone frozen, with degradation ranking",
+        "clive_half_native": "mid tier: ImageNet Lite0 at 1/2 resolution, function matching on 48k views at the "
+        "photos' own scale, then CLIVE MOS with degradation ranking, backbone frozen",
         "clive_p70": "earlier mid tier: ImageNet Lite0 with 70% of its channels pruned, distilled",
     },
     "iqa_mobilenetv3_small_050": {
@@ -43,10 +47,10 @@ PRETRAINED_TAGS: dict[str, dict[str, str]] = {
 # else the most accurate bundled model at >= 20 images/s in torch that rates the examples so (docs/models.md gives
 # the rule and the figures behind it).
 ALIASES = {
-    "default": "iqa_effnet_lite0.clive_half_rank",
+    "default": "iqa_effnet_lite0_s4.clive_third_native",
     "teacher": "iqa_effnet_lite2.clive",
-    "edge": "iqa_effnet_lite0_s4.clive_third_rank",
-    "mid": "iqa_effnet_lite0.clive_half_rank",
+    "edge": "iqa_effnet_lite0_s4.clive_third_native",
+    "mid": "iqa_effnet_lite0.clive_half_native",
 }
 
 

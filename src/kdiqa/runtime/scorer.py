@@ -112,7 +112,7 @@ def resolve_onnx_folder(model: str | Path) -> Path:
 
     Example:
         >>> resolve_onnx_folder("default").parts[-2:]
-        ('iqa_effnet_lite0.clive_half_rank', 'onnx')
+        ('iqa_effnet_lite0_s4.clive_third_native', 'onnx')
     """
     if is_pretrained(model):
         folder = weights_folder(model) / ONNX_SUBDIR
