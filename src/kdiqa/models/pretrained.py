@@ -25,13 +25,13 @@ PRETRAINED_TAGS: dict[str, dict[str, str]] = {
     "iqa_effnet_lite0_s4": {
         "clive": "ImageNet Lite0 cut after its stride-16 stage, trained on CLIVE MOS",
         "clive_rank": "earlier default: the same, fine-tuned with degradation ranking (sees noise, blur, compression)",
-        "clive_third": "edge tier: the cut Lite0 at 1/3 resolution, function matching, then CLIVE MOS",
+        "clive_third": "an earlier edge tier's start: the cut Lite0 at 1/3 resolution, function matching, then MOS",
         "clive_third_rank": "earlier edge tier: clive_third fine-tuned, backbone frozen, with degradation ranking",
         "clive_third_native": "edge tier: the cut Lite0 at 1/3 resolution, function matching on 48k views at the "
         "photos' own scale, then CLIVE MOS with degradation ranking, backbone frozen",
     },
     "iqa_effnet_lite0": {
-        "clive_half": "mid tier: ImageNet Lite0 at 1/2 resolution, function matching, then CLIVE MOS",
+        "clive_half": "an earlier mid tier's start: ImageNet Lite0 at 1/2 resolution, function matching, then MOS",
         "clive_half_rank": "earlier mid tier: clive_half fine-tuned, backbone frozen, with degradation ranking",
         "clive_half_native": "mid tier: ImageNet Lite0 at 1/2 resolution, function matching on 48k views at the "
         "photos' own scale, then CLIVE MOS with degradation ranking, backbone frozen",
