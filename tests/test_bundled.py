@@ -17,7 +17,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 # controls are the same students trained on MOS without the teacher, with and without the same ranking fine-tune.
 SHIPPED_ROUTES = {
     "edge": ("tiers_native48_rank.json", "edge_native48_rank_frozen"),
-    "mid": ("tiers_native48_rank.json", "mid_native48_rank_frozen"),
+    "mid": ("tiers_native96.json", "mid_native96_rank_frozen"),
 }
 CONTROLS = ("tiers_rank_control.json", ("{tier}_control", "{tier}_control_rank_frozen"))
 TIERS = ("default", "teacher", "edge", "mid")

@@ -33,7 +33,7 @@ PRETRAINED_TAGS: dict[str, dict[str, str]] = {
     "iqa_effnet_lite0": {
         "clive_half": "an earlier mid tier's start: ImageNet Lite0 at 1/2 resolution, function matching, then MOS",
         "clive_half_rank": "earlier mid tier: clive_half fine-tuned, backbone frozen, with degradation ranking",
-        "clive_half_native": "mid tier: ImageNet Lite0 at 1/2 resolution, function matching on 48k views at the "
+        "clive_half_native": "mid tier: ImageNet Lite0 at 1/2 resolution, function matching on 96k views at the "
         "photos' own scale, then CLIVE MOS with degradation ranking, backbone frozen",
         "clive_p70": "earlier mid tier: ImageNet Lite0 with 70% of its channels pruned, distilled",
     },
