@@ -19,7 +19,7 @@ SHIPPED_ROUTES = {
     "edge": ("tiers_native48_rank.json", "edge_native48_rank_frozen"),
     "mid": ("tiers_native96.json", "mid_native96_rank_frozen"),
 }
-CONTROLS = ("tiers_rank_control.json", ("{tier}_control", "{tier}_control_rank_frozen"))
+CONTROLS_FILE, CONTROL_ROUTES = "tiers_rank_control.json", ("{tier}_control", "{tier}_control_rank_frozen")
 TIERS = ("default", "teacher", "edge", "mid")
 needs_weights = pytest.mark.skipif(
     not {resolve_name(t) for t in TIERS} <= set(list_pretrained()),
@@ -44,8 +44,8 @@ def _routes(file: str) -> dict:
 def _distillation_gain(tier: str) -> float:
     """Test SRCC of the tier's shipped route over the better of its two MOS-only controls (3 seeds each)."""
     file, route = SHIPPED_ROUTES[tier]
-    controls = _routes(CONTROLS[0])
-    best_control = max(controls[c.format(tier=tier)]["test_srcc_mean"] for c in CONTROLS[1])
+    controls = _routes(CONTROLS_FILE)
+    best_control = max(controls[c.format(tier=tier)]["test_srcc_mean"] for c in CONTROL_ROUTES)
     return _routes(file)[route]["test_srcc_mean"] - best_control
 
 
@@ -60,7 +60,7 @@ def test_default_is_the_documented_rule_applied_to_the_recorded_figures():
     # images/s in torch; each time only a model that rates every README example above its distorted copy
     # (docs/models.md). A tier's targets: its accuracy, its speed, and +0.05 test SRCC from distillation over
     # the better of its MOS-only controls. Figures: CLIVE test SRCC and the speed run recorded in each config, and
-    # the tiers' 3-seed comparisons with their controls (SHIPPED_ROUTES, CONTROLS in benchmarks/results/).
+    # the tiers' 3-seed comparisons with their controls (SHIPPED_ROUTES, CONTROLS_FILE in benchmarks/results/).
     figures = {name: _figures(name) for name in list_pretrained()}
     teacher = figures[ALIASES["teacher"]]["onnx_fp32_images_per_s"]
     edge, mid = figures[ALIASES["edge"]], figures[ALIASES["mid"]]

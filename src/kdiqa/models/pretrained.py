@@ -42,10 +42,10 @@ PRETRAINED_TAGS: dict[str, dict[str, str]] = {
         "clive_fm": "earlier edge tier: MobileNetV3-small 0.5 taught by function matching, then CLIVE MOS",
     },
 }
-# The default: the edge tier if it met its targets (accuracy, speed, +0.05 test SRCC from distillation over its
-# MOS-only control) and rates every README example above its distorted copy, else the mid tier on the same terms,
-# else the most accurate bundled model at >= 20 images/s in torch that rates the examples so (docs/models.md gives
-# the rule and the figures behind it).
+# The default: the edge tier if it met its targets (accuracy, speed, +0.05 test SRCC from distillation over the
+# better of its MOS-only controls) and rates every README example above its distorted copy, else the mid tier on
+# the same terms, else the most accurate bundled model at >= 20 images/s in torch that rates the examples so
+# (docs/models.md gives the rule and the figures behind it).
 ALIASES = {
     "default": "iqa_effnet_lite0_s4.clive_third_native",
     "teacher": "iqa_effnet_lite2.clive",
