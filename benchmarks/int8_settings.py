@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 
 from kdiqa import load
+from kdiqa.checkpoint import WEIGHTS_NAME, file_sha256
 from kdiqa.export import ExportOptions, export_model
+from kdiqa.hub import resolve_folder
+from kdiqa.models.pretrained import resolve_name
 
 
 def setting_name(method: str, n: int, stride: int) -> str:
@@ -47,8 +50,8 @@ def row(name: str, report: dict) -> dict:
 
 def markdown(result: dict) -> str:
     lines = [
-        f"int8 settings for `{result['model']}` on {result['split']} (n = {result['n']}); calibration source "
-        f"{result['calibration']}",
+        f"int8 settings for `{result['weights']}` (weights sha256 {result['weights_sha256']}…) on {result['split']} "
+        f"(n = {result['n']}); calibration source {result['calibration']}",
         "",
         "| setting | fp32/int8 size | int8 MB | rank agreement | mean \\|Δ\\| | max \\|Δ\\| | SRCC drop | quantise s |",
         "|---|---|---|---|---|---|---|---|",
@@ -85,10 +88,12 @@ def main() -> None:
     if args.split == "test":
         raise SystemExit("--split test: settings are chosen on other images; measure the chosen one on test once")
     model = load(args.model)
+    # rows are reused only for the very same weights: an alias ("edge") may point at other weights since
+    digest = file_sha256(resolve_folder(args.model) / WEIGHTS_NAME)[:16]
     out = Path(args.out)
     previous = json.loads(out.read_text()) if out.is_file() else {}
-    same = [previous.get(k) for k in ("weights", "calibration", "split", "n")] == [
-        args.model,
+    same = [previous.get(k) for k in ("weights_sha256", "calibration", "split", "n")] == [
+        digest,
         args.calibration,
         args.split,
         args.limit,
@@ -117,7 +122,8 @@ def main() -> None:
         rows.append(done[name])
     result = {
         "model": model.name,
-        "weights": args.model,
+        "weights": resolve_name(args.model),
+        "weights_sha256": digest,
         "calibration": args.calibration,
         "split": args.split,
         "n": args.limit,

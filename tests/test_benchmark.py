@@ -266,6 +266,7 @@ def test_int8_settings_table_resumes_and_refuses_test(tmp_path, rated_folder, mo
 
     import kdiqa
     from kdiqa.checkpoint import save_model
+    from kdiqa.export import export_model
 
     bench = _bench("int8_settings")
     tiny = kdiqa.create_model("iqa_test_tiny", eval_crop=48).eval()
@@ -290,6 +291,17 @@ def test_int8_settings_table_resumes_and_refuses_test(tmp_path, rated_folder, mo
     bench.main()
     again = json.loads(out.read_text())
     assert again["rows"][:2] == result["rows"] and len(again["rows"]) == 4
+    # other weights at the same path (as when an alias moves to a new bundle): every setting is exported again
+    exports = []
+    monkeypatch.setattr(bench, "export_model", lambda *a, **k: exports.append(1) or export_model(*a, **k))
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    assert exports == []  # same weights: both rows reused
+    tiny.head.fc2.bias.data.add_(1.0)
+    save_model(tiny, tmp_path / "tiny")
+    bench.main()
+    assert len(exports) == 2
+    assert json.loads(out.read_text())["weights_sha256"] != again["weights_sha256"]
     monkeypatch.setattr(sys, "argv", [*argv, "--split", "test"])
     with pytest.raises(SystemExit, match="--split test"):
         bench.main()

@@ -16,7 +16,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 # Each tier's shipped route (3 seeds; the bundle is its best seed on validation) and where its figures live; the
 # controls are the same students trained on MOS without the teacher, with and without the same ranking fine-tune.
 SHIPPED_ROUTES = {
-    "edge": ("tiers_native48_rank.json", "edge_native48_rank_frozen"),
+    "edge": ("tiers_native96_edge.json", "edge_native96_rank_frozen"),
     "mid": ("tiers_native96.json", "mid_native96_rank_frozen"),
 }
 CONTROLS_FILE, CONTROL_ROUTES = "tiers_rank_control.json", ("{tier}_control", "{tier}_control_rank_frozen")

@@ -261,7 +261,7 @@ def test_the_onnx_service_runs_without_torch():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["loaded"] == [] and out["map"] == 200
     assert out["model"]["bundled"] == "iqa_effnet_lite0_s4.clive_third_native" and "clive_test" in out["model"]
-    assert out["score"] == pytest.approx(84.95, abs=0.05)  # the default model card's figure for coffee.jpg
+    assert out["score"] == pytest.approx(83.26, abs=0.05)  # the default model card's figure for coffee.jpg
 
 
 class Broken:

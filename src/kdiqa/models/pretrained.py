@@ -27,7 +27,7 @@ PRETRAINED_TAGS: dict[str, dict[str, str]] = {
         "clive_rank": "earlier default: the same, fine-tuned with degradation ranking (sees noise, blur, compression)",
         "clive_third": "an earlier edge tier's start: the cut Lite0 at 1/3 resolution, function matching, then MOS",
         "clive_third_rank": "earlier edge tier: clive_third fine-tuned, backbone frozen, with degradation ranking",
-        "clive_third_native": "edge tier: the cut Lite0 at 1/3 resolution, function matching on 48k views at the "
+        "clive_third_native": "edge tier: the cut Lite0 at 1/3 resolution, function matching on 96k views at the "
         "photos' own scale, then CLIVE MOS with degradation ranking, backbone frozen",
     },
     "iqa_effnet_lite0": {
