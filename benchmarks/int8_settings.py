@@ -88,7 +88,7 @@ def main() -> None:
     if args.split == "test":
         raise SystemExit("--split test: settings are chosen on other images; measure the chosen one on test once")
     model = load(args.model)
-    # rows are reused only for the very same weights: an alias ("edge") may point at other weights since
+    # rows are reused only for the very same weights: an alias ("edge") may have moved to other weights
     digest = file_sha256(resolve_folder(args.model) / WEIGHTS_NAME)[:16]
     out = Path(args.out)
     previous = json.loads(out.read_text()) if out.is_file() else {}
