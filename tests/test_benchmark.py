@@ -1,23 +1,13 @@
 """`kdiqa benchmark` end to end on the tiny model (quick mode): rows, summary keys, Markdown table."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from benchscripts import load_script as _bench
 
 from kdiqa.cli import main
-
-
-def _bench(name: str):
-    """A script of ``benchmarks/`` (not a package) loaded as a module."""
-    spec = importlib.util.spec_from_file_location(
-        f"{name}_bench", Path(__file__).parent.parent / "benchmarks" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_benchmark_quick_on_tiny_models(tmp_path, capsys):
@@ -384,30 +374,3 @@ def test_teacher_selection_by_srcc_or_mean(monkeypatch):
     monkeypatch.setattr("sys.argv", ["teacher_clive", "--run", "r", "--fixed", "--val-only"])
     with pytest.raises(SystemExit):  # argparse error: nothing to choose and nothing to test
         bench.main()
-
-
-def test_match_curve_reads_snapshots_in_training_order(tmp_path, rated_folder, tiny_teacher_and_photos, capsys):
-    teacher, photos = tiny_teacher_and_photos
-    cfg = tmp_path / "d.yaml"
-    cfg.write_text(f"""
-student: iqa_test_tiny
-teacher: {teacher}
-pool: {{sources: [{{path: {photos}}}]}}
-matching: {{crop: 32}}
-labelled: {{dataset: "csv:{rated_folder / "labels.csv"}", crop: 32, batch_size: 4, workers: 0, val_fraction: 0.25}}
-stages: [{{stage: soft, data: views, epochs: 2, views: 16}}, {{stage: task, data: labelled, epochs: 1}}]
-eval: {{mode: center, crop: 32}}
-snapshots: true
-out_dir: {tmp_path / "run"}
-threads: 1
-""")
-    assert main(["distill", "--config", str(cfg), "--quiet"]) == 0
-    out = tmp_path / "curve.json"
-    assert _bench("match_curve").main(["--runs", str(tmp_path / "run"), "--out", str(out)]) == 0
-    points = json.loads(out.read_text())["curves"][0]["points"]
-    assert [p["views"] for p in points] == [8, 16, 16]  # the MOS stage adds no views
-    assert [Path(p["snapshot"]).name for p in points] == ["s0e0", "s0e1", "s1e0"]
-    history = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
-    assert [p["val_srcc"] for p in points] == [h["val_srcc"] for h in history]
-    assert all(-1 <= p["test_srcc"] <= 1 and -1 <= p["srcc_teacher_val"] <= 1 for p in points)
-    assert out.with_suffix(".md").is_file() and out.with_suffix(".png").is_file()
