@@ -1,13 +1,13 @@
 """Checkpoint choice without validation noise: the mean of a matching run's last snapshots.
 
 A cosine schedule ends with small steps, so the snapshots of its last part lie close together and their
-parameter mean (``kdiqa average``; BatchNorm statistics averaged too) is a model of its own, in the way of
-stochastic weight averaging (Izmailov et al., UAI 2018). That mean needs no choice among snapshots, unlike
-the checkpoint best on the 105 validation images. For each run with ``snapshots: true`` this writes the
-mean of the snapshots in the last ``--tail`` fraction of the schedule to ``out_dir/tail`` (a checkpoint any
-``student_init`` can name) and compares it with the best-on-validation checkpoint and the last snapshot:
-validation SRCC against MOS, student–teacher SRCC on validation, test SRCC and PLCC. Writes JSON and a
-Markdown table.
+parameter mean (``kdiqa average``) is a model of its own, in the way of stochastic weight averaging
+(Izmailov et al., UAI 2018), with the BatchNorm statistics averaged too rather than recomputed. That
+mean needs no choice among snapshots, unlike the checkpoint best on the 105 validation images. For each
+run with ``snapshots: true`` this writes the mean of the snapshots in the last ``--tail`` fraction of the
+schedule to ``out_dir/tail`` (a checkpoint any ``student_init`` can name) and compares it with the
+best-on-validation checkpoint and the last snapshot: validation SRCC against MOS, student–teacher SRCC on
+validation, test SRCC and PLCC. Writes JSON and a Markdown table.
 
     python benchmarks/tail_average.py --runs runs/tiers/edge_native96_s0 runs/tiers/edge_native96_m3_s1 \\
         --out benchmarks/results/tail_average_edge.json
