@@ -26,7 +26,7 @@ from kdiqa.engine import labelled_splits
 from kdiqa.evaluation import predict_paths
 from kdiqa.hub import load
 from kdiqa.metrics import evaluate_predictions, srcc
-from kdiqa.runs import read_history
+from kdiqa.runs import read_history, snapshot_folder
 
 
 def snapshot_points(run: Path) -> list[dict]:
@@ -36,7 +36,7 @@ def snapshot_points(run: Path) -> list[dict]:
     for rec in history:
         views += rec.get("train_views", 0)
         seconds += rec.get("train_seconds", 0.0)
-        folder = run / "snapshots" / f"s{rec['stage']}e{rec['epoch']}"
+        folder = snapshot_folder(run, rec["stage"], rec["epoch"])
         if folder.is_dir():
             points.append({"snapshot": str(folder), "views": views, "train_seconds": round(seconds, 1),
                            "val_srcc": rec.get("val_srcc")})  # fmt: skip

@@ -30,12 +30,12 @@ from kdiqa.engine import labelled_splits
 from kdiqa.evaluation import predict_paths
 from kdiqa.hub import load
 from kdiqa.metrics import evaluate_predictions, srcc
-from kdiqa.runs import read_history
+from kdiqa.runs import read_history, snapshot_folder
 
 
 def snapshots(run: Path) -> list[Path]:
     """The run's snapshot folders in training order (the history's order)."""
-    folders = [run / "snapshots" / f"s{rec['stage']}e{rec['epoch']}" for rec in read_history(run)]
+    folders = [snapshot_folder(run, rec["stage"], rec["epoch"]) for rec in read_history(run)]
     return [f for f in folders if f.is_dir()]
 
 
@@ -56,6 +56,7 @@ def compare(run: Path, fraction: float) -> dict:
     test_ds = ds.subset("test")
     val_paths, test_paths = [r.path for r in val_ds.rows], [r.path for r in test_ds.rows]
     t_val = predict_paths(load(cfg.teacher), val_paths)
+    val_mos, test_mos = val_ds.mos_array(), test_ds.mos_array()
     folders = snapshots(run)
     chosen = tail(folders, fraction)
     average_checkpoints(chosen, run / "tail")
@@ -63,8 +64,8 @@ def compare(run: Path, fraction: float) -> dict:
     for name, folder in (("best on val", run / "best"), ("last snapshot", folders[-1]), ("tail mean", run / "tail")):
         model = load_model(folder)
         val = predict_paths(model, val_paths)
-        r = evaluate_predictions(test_ds.denormalize(predict_paths(model, test_paths)), test_ds.mos_array(), 0)
-        rows[name] = {"folder": str(folder), "val_srcc": srcc(val, val_ds.mos_array()),
+        r = evaluate_predictions(test_ds.denormalize(predict_paths(model, test_paths)), test_mos, 0)
+        rows[name] = {"folder": str(folder), "val_srcc": srcc(val, val_mos),
                       "srcc_teacher_val": srcc(val, t_val), "test_srcc": r["srcc"], "test_plcc": r["plcc"]}  # fmt: skip
     return {"run": str(run), "snapshots": len(folders), "averaged": [f.name for f in chosen], "rows": rows}
 

@@ -99,6 +99,11 @@ def read_history(out: str | Path) -> list[dict]:
     return [json.loads(line) for line in (Path(out) / "history.jsonl").read_text().splitlines() if line.strip()]
 
 
+def snapshot_folder(out: str | Path, stage: int, epoch: int) -> Path:
+    """Where a run with ``snapshots`` keeps the model of one epoch: ``out/snapshots/s<stage>e<epoch>``."""
+    return Path(out) / "snapshots" / f"s{stage}e{epoch}"
+
+
 def recover_last(out: Path) -> None:
     """Completes a checkpoint that a kill interrupted, so ``out/last`` is the newest complete one.
 

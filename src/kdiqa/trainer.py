@@ -56,7 +56,7 @@ from tqdm import tqdm
 from . import distributed
 from .checkpoint import atomic_save_tensors, atomic_write_text, load_train_state, save_model, save_train_state
 from .models.iqa import IQAModel
-from .runs import recover_last
+from .runs import recover_last, snapshot_folder
 
 LossFn = Callable[[dict, str, int], dict[str, torch.Tensor]]
 
@@ -285,7 +285,7 @@ def _write_checkpoint(run: Run, state: _State, record: dict, optimizer, ema, t_s
     if ema is not None:
         save_model(ema.module, run.out / "ema", extra)
     if run.snapshots:
-        save_model(kept, run.out / "snapshots" / f"s{si}e{epoch}", extra)
+        save_model(kept, snapshot_folder(run.out, si, epoch), extra)
     partial = run.out / "last.partial"
     if partial.exists():
         shutil.rmtree(partial)
