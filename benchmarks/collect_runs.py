@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from kdiqa.bench.results import write_result
+
 
 def collect(folder: Path) -> dict:
     cfg = json.loads((folder / "distill_config.json").read_text())
@@ -59,9 +61,7 @@ def main() -> None:
         raise SystemExit(f"unfinished runs (no summary.json): {', '.join(missing)}")
     rows = sorted((collect(Path(r)) for r in args.runs), key=lambda r: (r["student"], r["method"], r["seed"]))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"note": args.note, "split": "val", "runs": rows}, indent=2))
-    out.with_suffix(".md").write_text(markdown(rows))
+    write_result(out, {"note": args.note, "split": "val", "runs": rows}, markdown(rows))
     print(markdown(rows))
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from kdiqa import create_model, load
+from kdiqa.bench.results import write_result
 from kdiqa.config import load_config
 from kdiqa.data.datasets import get_dataset
 from kdiqa.data.transforms import EvalTransform
@@ -364,9 +365,7 @@ def write(args, out: Path, teacher: dict, runs: list[dict], previous: dict, t0: 
     if args.include:  # their runs' wall time is counted in their own files
         result["included"] = args.included_wall
     result["summary"] = summarise(result["runs"], teacher)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(markdown(result))
+    write_result(out, result, markdown(result))
     bar_chart(result, out.with_suffix(".png"))
     return result
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from kdiqa import load
+from kdiqa.bench.results import write_result
 from kdiqa.checkpoint import WEIGHTS_NAME, file_sha256
 from kdiqa.export import ExportOptions, export_model
 from kdiqa.hub import resolve_folder
@@ -135,9 +136,7 @@ def main() -> None:
         ),
         "wall_seconds": round(time.time() - t0, 1),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(markdown(result))
+    write_result(out, result, markdown(result))
     print(markdown(result))
 
 

@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from kdiqa.bench.results import write_result
 from kdiqa.cli import main as kdiqa_main
 from kdiqa.config import from_dict
 from kdiqa.distill.engine import DistillRunConfig
@@ -80,9 +81,7 @@ def main() -> int:
         cells = f"{r['views']:,} | {r['val_srcc']:.3f} | {r['srcc_teacher_val']:.3f} | {r['train_seconds']:.0f}"
         lines.append(f"| {r['arm']} | {cells} |")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": CONFIG, "arms": rows}, indent=2))
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_result(out, {"config": CONFIG, "arms": rows}, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kdiqa.bench.results import write_result
 from kdiqa.checkpoint import load_model
 from kdiqa.config import from_dict
 from kdiqa.distill.engine import DistillRunConfig
@@ -107,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"curves": [curve(Path(r), args.bootstrap) for r in args.runs]}
     result["seconds"] = round(time.time() - t0, 1)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(markdown(result))
+    write_result(out, result, markdown(result))
     plot(result, out.with_suffix(".png"))
     print(markdown(result))
     return 0

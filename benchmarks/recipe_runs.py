@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kdiqa.bench.results import write_result
+
 
 def route_table(files: list[Path]) -> dict[str, dict]:
     """Every route of the given result files by name; a name in two files is an error (which one is meant?)."""
@@ -92,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     table = route_table([Path(f) for f in args.results])
     result = {"recipes": [recipe(table, n, r.split(","), c.split(",")) for n, r, c in args.recipe]}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(markdown(result))
+    write_result(out, result, markdown(result))
     print(markdown(result))
     return 0
 

@@ -29,6 +29,7 @@ import torch
 from safetensors import safe_open
 
 from kdiqa import load
+from kdiqa.bench.results import write_result
 from kdiqa.checkpoint import load_model
 from kdiqa.config import from_dict
 from kdiqa.data.transforms import EvalTransform
@@ -165,9 +166,7 @@ def load_previous(out: Path, max_crops: int) -> dict:
 
 
 def write(out: Path, result: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(markdown(result))
+    write_result(out, result, markdown(result))
 
 
 def main(argv: list[str] | None = None) -> int:

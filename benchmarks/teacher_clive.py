@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from kdiqa.bench.results import write_result
 from kdiqa.checkpoint import load_model, read_config, save_model
 from kdiqa.config import from_dict
 from kdiqa.data.transforms import EvalTransform
@@ -143,9 +144,7 @@ def main() -> None:
         for r in val_results.values():
             r["score"] = val_score(r, args.select_by)
         payload = {"select_by": args.select_by, "chosen": chosen, "mode": mode, "val": val_results}
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(payload, indent=2))
-        Path(args.out).with_suffix(".md").write_text(val_table(val_results, args.select_by) + "\n")
+        write_result(Path(args.out), payload, val_table(val_results, args.select_by) + "\n")
         score = val_results[f"{chosen}|{mode}"]["score"]
         print(f"chosen on validation: {chosen} ({mode}), score {score:.4f} → {args.out}")
         return

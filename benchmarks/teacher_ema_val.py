@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from kdiqa.bench.results import write_result
+
 
 def decide(history: list[dict], last_k: int = 3) -> dict:
     """The rule's verdict and the figures it rests on."""
@@ -55,9 +57,7 @@ def main() -> None:
     verdict = decide(history)
     payload = {"run": str(run), "split": "val", **verdict, "history": history}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2))
-    out.with_suffix(".md").write_text(markdown(history, verdict))
+    write_result(out, payload, markdown(history, verdict))
     print(markdown(history, verdict))
 
 

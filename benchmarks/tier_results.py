@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from kdiqa import get_dataset
+from kdiqa.bench.results import write_result
 from kdiqa.data.transforms import EvalTransform
 from kdiqa.evaluation import evaluate_model
 from kdiqa.hub import load
@@ -90,9 +91,7 @@ def main() -> int:
         margins = " / ".join(f"{np.mean([row['readme_margins'][k] for row in r['runs']]):+.1f}" for k in README_PAIRS)
         lines.append(f"| {name} | {r['seeds']} | {cells} | {margins} | {', '.join(inits)} |")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"test_images": len(test), "routes": routes}, indent=2))
-    out.with_suffix(".md").write_text(f"# {args.title}\n\n" + "\n".join(lines) + "\n")
+    write_result(out, {"test_images": len(test), "routes": routes}, f"# {args.title}\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
