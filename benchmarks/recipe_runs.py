@@ -93,9 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     table = route_table([Path(f) for f in args.results])
     result = {"recipes": [recipe(table, n, r.split(","), c.split(",")) for n, r, c in args.recipe]}
-    out = Path(args.out)
-    write_result(out, result, markdown(result))
-    print(markdown(result))
+    table_md = markdown(result)
+    print(write_result(args.out, result, table_md).with_suffix(".md"), table_md, sep="\n")
     return 0
 
 

@@ -98,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     result = {"tail": args.tail, "runs": [compare(Path(r), args.tail) for r in args.runs]}
     result["seconds"] = round(time.time() - t0, 1)
-    out = Path(args.out)
-    write_result(out, result, markdown(result))
-    print(markdown(result))
+    table_md = markdown(result)
+    write_result(args.out, result, table_md)
+    print(table_md)
     return 0
 
 
