@@ -179,7 +179,9 @@ class IQAModel(nn.Module):
         if not 1 <= n <= self.num_stages:
             raise ValueError(f"num_stages {n}: {self.cfg.arch} has feature stages 1..{self.num_stages}")
         if n < self.num_stages:
-            self.backbone.prune_intermediate_layers(indices=[n - 1], prune_head=True)
+            # prune_norm too: timm releases before 1.0.30 keep EfficientNet's neck (conv_head, bn2) unless asked,
+            # and the neck expects the last stage's width, not stage n's
+            self.backbone.prune_intermediate_layers(indices=[n - 1], prune_head=True, prune_norm=True)
             self.backbone.reset_classifier(0, "avg")  # pruning leaves no pooling; the head needs a vector
         self.num_stages = n
 
