@@ -9,6 +9,8 @@ cuda``), each process takes its own GPU.
 
     python benchmarks/scale.py --nproc 1 2 --threads 2                     # 2 CPU cores (gloo)
     python benchmarks/scale.py --nproc 1 2 4 8 --device cuda --amp bf16    # a machine with 8 GPUs (NCCL)
+
+``--set KEY=VALUE`` (repeatable) overrides the config as ``kdiqa distill --set`` does.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from kdiqa.bench.results import write_result
 from kdiqa.runs import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +40,7 @@ def run_cell(nproc: int, args, out: Path) -> dict:
     stages = f"stages=[{{stage: soft, data: views, views: {views}, epochs: {args.epochs}, lr: 2.0e-3}}]"
     sets = [stages, f"out_dir={out}", f"threads={threads}", f"device={args.device}", f"amp={args.amp}"]
     sets += [f"labelled.batch_size={args.batch_size}", "snapshots=false", f"labelled.workers={args.workers}"]
+    sets += args.set
     cmd = [sys.executable, "-m", "kdiqa", "distill", "--config", str(args.config), "--quiet"]
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
@@ -70,6 +74,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2, help="the last epoch is timed")
     ap.add_argument("--batch-size", type=int, default=32, help="the global batch (shared by the processes)")
     ap.add_argument("--workers", type=int, default=0, help="data-loading processes per training process")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
     args = ap.parse_args()
     rows = []
@@ -89,15 +94,17 @@ def main() -> None:
         "torch": torch.__version__,
         "backend": "nccl" if args.device.startswith("cuda") else "gloo",
         "views_per_epoch": args.views,
+        "workers": args.workers,
+        "overrides": args.set,
     }
-    out = Path(args.out)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = ["| processes | threads each | views/s | speed-up | epoch s |", "|---|---|---|---|---|"]
     keys = ("processes", "threads_per_process", "views_per_s", "speedup", "epoch_seconds")
     lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
     settings = "\n".join(f"- {k.replace('_', ' ')}: {v}" for k, v in meta.items())
-    out.with_suffix(".md").write_text(
-        "# Training throughput, 1 vs N processes\n\n" + settings + "\n\n" + "\n".join(lines) + "\n"
+    write_result(
+        args.out,
+        {"meta": meta, "rows": rows},
+        "# Training throughput, 1 vs N processes\n\n" + settings + "\n\n" + "\n".join(lines) + "\n",
     )
     print("\n".join(lines))
 
