@@ -201,6 +201,17 @@ def test_truncated_backbone_is_a_prefix_of_the_full_one(tmp_path):
     assert again.cfg.num_stages == 3 and torch.equal(again(x), cut(x))
 
 
+@pytest.mark.parametrize("name", ["iqa_test_tiny", "iqa_mobilenetv3_small_050", "iqa_lcnet_050"])
+def test_truncated_embedding_is_the_pooled_last_stage(name):
+    """Whatever the timm release: no neck convolution, norm or activation after the kept stage."""
+    cut = kdiqa.create_model(name, num_stages=3).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        _, (last,) = cut.forward_intermediates(x, indices=[2])
+        assert cut.embed_dim == cut.feature_info[2]["num_chs"] == last.shape[1]
+        assert torch.allclose(cut.embed(x), last.mean((2, 3)), atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [

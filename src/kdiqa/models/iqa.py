@@ -182,6 +182,8 @@ class IQAModel(nn.Module):
             # prune_norm too: timm releases before 1.0.30 keep EfficientNet's neck (conv_head, bn2) unless asked,
             # and the neck expects the last stage's width, not stage n's
             self.backbone.prune_intermediate_layers(indices=[n - 1], prune_head=True, prune_norm=True)
+            if hasattr(self.backbone, "act2"):  # and MobileNetV3's activation after the pooled neck, before 1.0.30
+                self.backbone.act2 = nn.Identity()
             self.backbone.reset_classifier(0, "avg")  # pruning leaves no pooling; the head needs a vector
         self.num_stages = n
 
