@@ -119,7 +119,12 @@ def test_vectorised_logistic_fit_matches_curve_fit():
     beta = fit_logistic_rows(pred[idx], mos[idx])
     for row, b in zip(idx, beta, strict=True):
         ref = logistic4(pred[row], *fit_logistic(pred[row], mos[row]))
-        assert np.abs(logistic4(pred[row], *b) - ref).max() < 1e-3  # the same mapping, in MOS units
+        fit = logistic4(pred[row], *b)
+        # a fit at least as good as curve_fit's (both stop within their tolerances of a flat optimum, so either
+        # may be the lower by a hair), and the same mapping to within 0.01 in MOS units
+        sse, sse_ref = ((fit - mos[row]) ** 2).sum(), ((ref - mos[row]) ** 2).sum()
+        assert sse <= sse_ref * (1 + 1e-7)
+        assert np.abs(fit - ref).max() < 1e-2
 
 
 def test_bootstrap_takes_a_fraction_of_a_second():
