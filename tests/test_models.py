@@ -201,7 +201,7 @@ def test_truncated_backbone_is_a_prefix_of_the_full_one(tmp_path):
     assert again.cfg.num_stages == 3 and torch.equal(again(x), cut(x))
 
 
-@pytest.mark.parametrize("name", ["iqa_test_tiny", "iqa_mobilenetv3_small_050", "iqa_lcnet_050"])
+@pytest.mark.parametrize("name", ["iqa_mobilenetv3_small_050", "iqa_lcnet_050"])  # the tiny model: test above
 def test_truncated_embedding_is_the_pooled_last_stage(name):
     """Whatever the timm release: no neck convolution, norm or activation after the kept stage."""
     cut = kdiqa.create_model(name, num_stages=3).eval()
