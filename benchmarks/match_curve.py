@@ -44,21 +44,22 @@ def snapshot_points(run: Path) -> list[dict]:
     return points
 
 
-def curve(run: Path, n_boot: int = 0) -> dict:
+def curve(run: Path, n_boot: int = 0, device: str = "cpu", workers: int = 0) -> dict:
     """The run's points, each with its student–teacher SRCC on validation and its test SRCC/PLCC."""
     cfg = from_dict(DistillRunConfig, json.loads((run / "distill_config.json").read_text()))
     ds, _, val_ds = labelled_splits(cfg.labelled)
     test_ds = ds.subset("test")
     val_paths, test_paths = [r.path for r in val_ds.rows], [r.path for r in test_ds.rows]
-    teacher = load(cfg.teacher)
-    t_val = predict_paths(teacher, val_paths)
+    teacher = load(cfg.teacher).to(device)
+    t_val = predict_paths(teacher, val_paths, workers=workers)
     points = snapshot_points(run)
     student_name = cfg.student  # with a student_init checkpoint, the snapshots' own name
     for p in points:
-        student = load_model(p["snapshot"])
+        student = load_model(p["snapshot"]).to(device)
         student_name = student.name
-        p["srcc_teacher_val"] = srcc(predict_paths(student, val_paths), t_val)
-        r = evaluate_predictions(test_ds.denormalize(predict_paths(student, test_paths)), test_ds.mos_array(), n_boot)
+        p["srcc_teacher_val"] = srcc(predict_paths(student, val_paths, workers=workers), t_val)
+        test = predict_paths(student, test_paths, workers=workers)
+        r = evaluate_predictions(test_ds.denormalize(test), test_ds.mos_array(), n_boot)
         p["test_srcc"], p["test_plcc"] = r["srcc"], r["plcc"]
     return {"run": str(run), "method": cfg.method, "student": student_name, "test_images": len(test_paths),
             "val_images": len(val_paths), "points": points}  # fmt: skip
@@ -103,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", nargs="+", required=True, help="run folders with snapshots/")
     ap.add_argument("--out", required=True, help="JSON; the .md and .png are written beside it")
     ap.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for the test CIs")
+    ap.add_argument("--device", default="cpu", help="where the models run (cpu, cuda)")
+    ap.add_argument("--workers", type=int, default=0, help="image-decoding processes")
     args = ap.parse_args(argv)
     t0 = time.time()
-    result = {"curves": [curve(Path(r), args.bootstrap) for r in args.runs]}
+    result = {"curves": [curve(Path(r), args.bootstrap, args.device, args.workers) for r in args.runs]}
     result["seconds"] = round(time.time() - t0, 1)
     out = Path(args.out)
     write_result(out, result, markdown(result))

@@ -50,22 +50,22 @@ def tail(folders: list[Path], fraction: float) -> list[Path]:
     return folders[-k:]
 
 
-def compare(run: Path, fraction: float) -> dict:
+def compare(run: Path, fraction: float, device: str = "cpu", workers: int = 0) -> dict:
     """Best-on-validation, last snapshot and the tail mean of one run, each on val and test."""
     cfg = from_dict(DistillRunConfig, json.loads((run / "distill_config.json").read_text()))
     ds, _, val_ds = labelled_splits(cfg.labelled)
     test_ds = ds.subset("test")
     val_paths, test_paths = [r.path for r in val_ds.rows], [r.path for r in test_ds.rows]
-    t_val = predict_paths(load(cfg.teacher), val_paths)
+    t_val = predict_paths(load(cfg.teacher).to(device), val_paths, workers=workers)
     val_mos, test_mos = val_ds.mos_array(), test_ds.mos_array()
     folders = snapshots(run)
     chosen = tail(folders, fraction)
     average_checkpoints(chosen, run / "tail")
     rows = {}
     for name, folder in (("best on val", run / "best"), ("last snapshot", folders[-1]), ("tail mean", run / "tail")):
-        model = load_model(folder)
-        val = predict_paths(model, val_paths)
-        r = evaluate_predictions(test_ds.denormalize(predict_paths(model, test_paths)), test_mos, 0)
+        model = load_model(folder).to(device)
+        val = predict_paths(model, val_paths, workers=workers)
+        r = evaluate_predictions(test_ds.denormalize(predict_paths(model, test_paths, workers=workers)), test_mos, 0)
         rows[name] = {"folder": str(folder), "val_srcc": srcc(val, val_mos),
                       "srcc_teacher_val": srcc(val, t_val), "test_srcc": r["srcc"], "test_plcc": r["plcc"]}  # fmt: skip
     return {"run": str(run), "snapshots": len(folders), "averaged": [f.name for f in chosen], "rows": rows}
@@ -94,9 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", nargs="+", required=True, help="run folders with snapshots/")
     ap.add_argument("--tail", type=float, default=0.25, help="the fraction of the snapshots averaged (last ones)")
     ap.add_argument("--out", required=True, help="JSON; the .md is written beside it")
+    ap.add_argument("--device", default="cpu", help="where the models run (cpu, cuda)")
+    ap.add_argument("--workers", type=int, default=0, help="image-decoding processes")
     args = ap.parse_args(argv)
     t0 = time.time()
-    result = {"tail": args.tail, "runs": [compare(Path(r), args.tail) for r in args.runs]}
+    result = {"tail": args.tail, "runs": [compare(Path(r), args.tail, args.device, args.workers) for r in args.runs]}
     result["seconds"] = round(time.time() - t0, 1)
     table_md = markdown(result)
     write_result(args.out, result, table_md)

@@ -236,3 +236,42 @@ def test_match_cache_upgrades_a_one_stream_file(tmp_path):
         MatchCache(path, "other").scores(3)
     tables = {n for (n,) in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"view_scores"}
+
+
+def _decoded_size(path: str) -> int:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.width * im.height * 3
+
+
+def test_kept_decoded_images_give_the_same_views_within_their_budget(photos, monkeypatch):
+    import kdiqa.distill.matching as matching
+
+    decoded = []
+    real = matching.load_image
+    monkeypatch.setattr(matching, "load_image", lambda p: decoded.append(p) or real(p))
+    expected = [MatchingViews(photos, MatchSection(crop=32), seed=3, stage=0)[i]["image"] for i in range(30)]
+    n_plain = len(decoded)
+    decoded.clear()
+    kept = MatchingViews(photos, MatchSection(crop=32, keep_decoded_mb=1), seed=3, stage=0)
+    assert all(torch.equal(kept[i]["image"], expected[i]) for i in range(30))
+    assert len(decoded) == len(photos) < n_plain  # each source decoded once
+    assert kept._decoded_bytes == sum(map(_decoded_size, photos)) <= 2**20
+    # a budget of one and a half images keeps the most recently used one only
+    one = _decoded_size(photos[0])
+    small = MatchingViews(photos, MatchSection(crop=32, keep_decoded_mb=1.5 * one / 2**20), seed=3, stage=0)
+    small._image(0), small._image(1), small._image(1)
+    assert list(small._decoded) == [1] and small._decoded_bytes == one
+    assert decoded[-2:] == photos[:2]  # the second look at image 1 was served from memory
+
+
+def test_a_view_seeds_the_cpu_generator_only(photos, monkeypatch):
+    torch.manual_seed(0)
+    before = torch.rand(1)
+    torch.manual_seed(0)
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded.append)
+    MatchingViews(photos, MatchSection(crop=32), seed=0, stage=0).spec(0)
+    assert torch.equal(torch.rand(1), before)  # the caller's random state is untouched
+    assert seeded == []  # and no CUDA generator is seeded (nor, without CUDA, a seeding call queued) per view

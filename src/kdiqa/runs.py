@@ -30,7 +30,9 @@ def seed_everything(seed: int) -> None:
 
 # Settings that change how fast a run goes or where it lives, never what it learns, plus ``epochs`` (a finished
 # run may be resumed to train longer): a run may resume under other values of these.
-RUN_ONLY_KEYS = frozenset({"threads", "device", "workers", "resume", "out_dir", "epochs", "snapshots", "channels_last"})
+RUN_ONLY_KEYS = frozenset(
+    {"threads", "device", "workers", "resume", "out_dir", "epochs", "snapshots", "channels_last", "keep_decoded_mb"}
+)
 
 
 def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -53,7 +53,8 @@ def stream_fingerprint(teacher: IQAModel, views: MatchingViews) -> str:
     parts = {
         "teacher": teacher_fingerprint(teacher),
         "images": hashlib.sha256("\n".join(views.images).encode()).hexdigest()[:16],
-        "matching": {k: v for k, v in asdict(views.cfg).items() if k not in ("seed", "cache")},  # how views look
+        # how views look (not the stream's seed, kept apart, nor settings that only make it faster)
+        "matching": {k: v for k, v in asdict(views.cfg).items() if k not in ("seed", "cache", "keep_decoded_mb")},
         "seed": views.seed,
         "stage": views.stage,
     }

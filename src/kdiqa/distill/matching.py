@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,7 @@ class MatchSection:
     alpha: float = 1.0  # mixing weight ~ Beta(alpha, alpha)
     seed: int | None = None  # the view stream's seed (None: the run's): runs sharing it see the same views
     cache: str | None = None  # the teacher's scores of the stream (`kdiqa match-cache`): no teacher in training
+    keep_decoded_mb: float = 0  # decoded source images each loader process keeps (least recently used out): speed only
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class MatchingViews(Dataset):
         self.images, self.cfg, self.seed, self.stage, self.length = images, cfg, seed, stage, length
         self.types = list_distortions()
         self._sizes: dict[int, tuple[int, int]] = {}
+        self._decoded: OrderedDict[int, Image.Image] = OrderedDict()  # source → image, most recently used last
+        self._decoded_bytes = 0
         self.t_scores: torch.Tensor | None = None  # the teacher's scores by index (a match cache), if read
 
     def __len__(self) -> int:
@@ -111,7 +115,9 @@ class MatchingViews(Dataset):
         source = int(rng.integers(len(self.images)))
         w, h = self._size(source)
         with torch.random.fork_rng(devices=[]):  # torchvision's crop sampler, seeded by this view
-            torch.manual_seed(int(rng.integers(2**63)))
+            # the CPU generator only: torch.manual_seed would also queue a CUDA seeding call, with its stack
+            # trace, on every view of a process where CUDA is not initialised
+            torch.random.default_generator.manual_seed(int(rng.integers(2**63)))
             top, left, ch, cw = RandomResizedCrop.get_params(torch.empty(1, h, w), list(c.scale), list(c.ratio))
         flip = bool(c.flip and rng.random() < 0.5)
         distortion = None
@@ -134,8 +140,25 @@ class MatchingViews(Dataset):
             self._sizes[source] = (w, h)
         return self._sizes[source]
 
+    def _image(self, source: int) -> Image.Image:
+        """The decoded source image, from the ``keep_decoded_mb`` store when it holds it."""
+        budget = self.cfg.keep_decoded_mb * 2**20
+        img = self._decoded.get(source)
+        if img is not None:
+            self._decoded.move_to_end(source)
+            return img
+        img = load_image(self.images[source])
+        size = img.width * img.height * len(img.getbands())
+        if size <= budget:
+            while self._decoded and self._decoded_bytes + size > budget:
+                old = self._decoded.popitem(last=False)[1]
+                self._decoded_bytes -= old.width * old.height * len(old.getbands())
+            self._decoded[source] = img
+            self._decoded_bytes += size
+        return img
+
     def _render(self, part: Part) -> torch.Tensor:
-        img = load_image(self.images[part.source])
+        img = self._image(part.source)
         left, top, w, h = part.box
         view = img.crop((left, top, left + w, top + h)).resize((self.cfg.crop, self.cfg.crop), Image.BICUBIC)
         if part.distortion is not None:
