@@ -64,7 +64,7 @@ def test_distill_configs_name_their_teacher():
     from kdiqa.distill.engine import DistillRunConfig
 
     distill = [p for p in FILES if config_class(p) is DistillRunConfig]
-    assert len(distill) == 46
+    assert len(distill) == 48
     for path in distill:
         teacher = load_config(DistillRunConfig, path).teacher
         assert teacher != "teacher", f"{path.name} names the alias, whose target may change"

@@ -115,8 +115,8 @@ class MatchingViews(Dataset):
         source = int(rng.integers(len(self.images)))
         w, h = self._size(source)
         with torch.random.fork_rng(devices=[]):  # torchvision's crop sampler, seeded by this view
-            # the CPU generator only: torch.manual_seed would also queue a CUDA seeding call, with its stack
-            # trace, on every view of a process where CUDA is not initialised
+            # the CPU generator only: where CUDA is not initialised, torch.manual_seed also defers a CUDA seeding
+            # and formats a stack trace for it, about 1 ms a view
             torch.random.default_generator.manual_seed(int(rng.integers(2**63)))
             top, left, ch, cw = RandomResizedCrop.get_params(torch.empty(1, h, w), list(c.scale), list(c.ratio))
         flip = bool(c.flip and rng.random() < 0.5)
