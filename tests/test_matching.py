@@ -258,12 +258,27 @@ def test_kept_decoded_images_give_the_same_views_within_their_budget(photos, mon
     assert all(torch.equal(kept[i]["image"], expected[i]) for i in range(30))
     assert len(decoded) == len(photos) < n_plain  # each source decoded once
     assert kept._decoded_bytes == sum(map(_decoded_size, photos)) <= 2**20
-    # a budget of one and a half images keeps the most recently used one only
-    one = _decoded_size(photos[0])
-    small = MatchingViews(photos, MatchSection(crop=32, keep_decoded_mb=1.5 * one / 2**20), seed=3, stage=0)
+    # a budget below two images keeps the most recently used one only
+    sizes = [_decoded_size(p) for p in photos[:2]]
+    budget = (max(sizes) + min(sizes) // 2) / 2**20
+    small = MatchingViews(photos, MatchSection(crop=32, keep_decoded_mb=budget), seed=3, stage=0)
     small._image(0), small._image(1), small._image(1)
-    assert list(small._decoded) == [1] and small._decoded_bytes == one
+    assert list(small._decoded) == [1] and small._decoded_bytes == sizes[1]
     assert decoded[-2:] == photos[:2]  # the second look at image 1 was served from memory
+
+
+def test_keeping_decoded_images_changes_neither_the_stream_nor_the_recipe(tiny_teacher_and_photos, photos):
+    from kdiqa.checkpoint import load_model
+    from kdiqa.distill.match_cache import stream_fingerprint
+    from kdiqa.runs import config_changes
+
+    teacher = load_model(tiny_teacher_and_photos[0])
+    plain, kept = MatchSection(crop=32), MatchSection(crop=32, keep_decoded_mb=512)
+    fingerprints = {stream_fingerprint(teacher, MatchingViews(photos, c, seed=0, stage=0)) for c in (plain, kept)}
+    assert len(fingerprints) == 1  # a stored teacher-score file serves both
+    other = MatchingViews(photos, MatchSection(crop=48), seed=0, stage=0)
+    assert stream_fingerprint(teacher, other) not in fingerprints  # while a setting of the views does change it
+    assert config_changes({"matching": {"keep_decoded_mb": 0}}, {"matching": {"keep_decoded_mb": 512}}) == []
 
 
 def test_a_view_seeds_the_cpu_generator_only(photos, monkeypatch):
