@@ -86,7 +86,7 @@ class MatchingViews(Dataset):
         self.images, self.cfg, self.seed, self.stage, self.length = images, cfg, seed, stage, length
         self.types = list_distortions()
         self._sizes: dict[int, tuple[int, int]] = {}
-        self._decoded: OrderedDict[int, Image.Image] = OrderedDict()  # source → image, most recently used last
+        self._decoded: OrderedDict[int, tuple[Image.Image, int]] = OrderedDict()  # source → (image, bytes), newest last
         self._decoded_bytes = 0
         self.t_scores: torch.Tensor | None = None  # the teacher's scores by index (a match cache), if read
 
@@ -142,18 +142,15 @@ class MatchingViews(Dataset):
 
     def _image(self, source: int) -> Image.Image:
         """The decoded source image, from the ``keep_decoded_mb`` store when it holds it."""
-        budget = self.cfg.keep_decoded_mb * 2**20
-        img = self._decoded.get(source)
-        if img is not None:
+        if source in self._decoded:
             self._decoded.move_to_end(source)
-            return img
+            return self._decoded[source][0]
         img = load_image(self.images[source])
-        size = img.width * img.height * len(img.getbands())
+        size, budget = img.width * img.height * len(img.getbands()), self.cfg.keep_decoded_mb * 2**20
         if size <= budget:
-            while self._decoded and self._decoded_bytes + size > budget:
-                old = self._decoded.popitem(last=False)[1]
-                self._decoded_bytes -= old.width * old.height * len(old.getbands())
-            self._decoded[source] = img
+            while self._decoded_bytes + size > budget:
+                self._decoded_bytes -= self._decoded.popitem(last=False)[1][1]
+            self._decoded[source] = (img, size)
             self._decoded_bytes += size
         return img
 
